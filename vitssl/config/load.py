@@ -1,0 +1,129 @@
+"""YAML files + dotted `key=value` overrides -> a validated Config, and back to YAML."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vitssl.config.schema import from_dict, to_dict
+from vitssl.config.sections import Config
+from vitssl.errors import ConfigError
+
+DEFAULT_METHOD = "sit"
+
+
+def _method_spec(name: Any):
+    from vitssl.methods import registry  # late: methods import the config sections
+
+    return registry.get(name)
+
+
+def build_config(data: dict | None) -> Config:
+    """Validate a plain dict (as read from YAML) into a Config."""
+    data = copy.deepcopy(data) if data else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {data!r}")
+    method = data.pop("method", None) or {}
+    if not isinstance(method, dict):
+        raise ConfigError(f"config key 'method' must be a mapping with a 'name', got {method!r}")
+    method = dict(method)
+    spec = _method_spec(method.get("name", DEFAULT_METHOD))
+    method["name"] = spec.name
+    cfg = from_dict(Config, data)
+    cfg.method = from_dict(spec.config_cls, method, "method")
+    check = getattr(cfg.method, "check_with", None)
+    if check is not None:
+        check(cfg)
+    return cfg
+
+
+def _schema_type(data: dict, parts: list[str]) -> Any:
+    """The declared type at a dotted path, or None where the schema has no such key."""
+    if parts[0] == "method":
+        try:
+            cls = _method_spec((data.get("method") or {}).get("name", DEFAULT_METHOD)).config_cls
+        except ConfigError:
+            return None
+        parts = parts[1:]
+    else:
+        cls = Config
+    tp: Any = cls
+    for part in parts:
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _parse_value(raw: str, tp: Any) -> Any:
+    """A command-line value: YAML syntax, except that a string field takes the text as written."""
+    if tp is str or (typing.get_origin(tp) is typing.Union and str in typing.get_args(tp)):
+        return None if raw in ("null", "~", "None") and tp is not str else raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set each `a.b.c=value` in a copy of `data`."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override '{item}' must look like section.key=value, e.g. train.epochs=10")
+        parts = key.split(".")
+        value = _parse_value(raw, _schema_type(data, parts))
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; pass a YAML file such as configs/sit_cifar10.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    data = read_yaml(path) if path is not None else {}
+    return build_config(apply_overrides(data, overrides or []))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    data = to_dict(cfg)
+    data["method"] = to_dict(cfg.method)
+    return data
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

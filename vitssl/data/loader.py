@@ -1,0 +1,110 @@
+"""Batches of uint8 images on the training device, in a seeded per-epoch order, resumable mid-epoch.
+
+The order of epoch e is a permutation drawn from (seed, e) alone, cut into global batches and then
+into one slice per process; so a run resumed at step k of an epoch sees exactly the batches an
+uninterrupted run would, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vitssl.data.dataset import ImageDataset
+from vitssl.data.images import decode_image
+from vitssl.errors import DataError
+
+
+class FileImages(Dataset):
+    """Decode-on-read dataset for streaming large folders through DataLoader workers."""
+
+    def __init__(self, paths: list[str], labels: torch.Tensor, size: int, min_side: int = 1, skip: bool = False):
+        self.paths, self.labels, self.size, self.min_side, self.skip = paths, labels, size, min_side, skip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        for attempt in range(len(self.paths)):
+            j = (i + attempt) % len(self.paths)
+            try:
+                arr = decode_image(self.paths[j], self.size, self.min_side)
+                return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[j]
+            except DataError as e:
+                if not self.skip:
+                    raise
+                warnings.warn(f"{e} (skipped; using the next image instead)")
+        raise DataError("no image of the dataset could be read")
+
+
+class BatchLoader:
+    """Per-process (images uint8 (B, 3, S, S), labels (B,)) batches for one epoch at a time."""
+
+    def __init__(self, dataset: ImageDataset, *, batch_size: int, device: torch.device, seed: int = 0,
+                 rank: int = 0, world: int = 1, shuffle: bool = True, drop_last: bool = True,
+                 num_workers: int = 2, min_side: int = 1, skip_bad: bool = False):
+        self.ds, self.batch_size, self.device = dataset, batch_size, device
+        self.seed, self.rank, self.world, self.shuffle, self.drop_last = seed, rank, world, shuffle, drop_last
+        self.num_workers = num_workers
+        global_batch = batch_size * world
+        if drop_last and len(dataset) < global_batch:
+            raise DataError(f"the dataset has {len(dataset)} images, fewer than one batch of {global_batch}; "
+                            f"lower train.batch_size or use more images (data.limit)")
+        self.images = None
+        self.files = None
+        if dataset.in_memory:
+            self.images = dataset.images.to(device) if device.type == "cuda" else dataset.images  # resident uint8
+            self.labels = dataset.labels.to(device)
+        else:
+            self.files = FileImages(dataset.paths, dataset.labels, dataset.store_size, min_side, skip_bad)
+
+    def __len__(self) -> int:
+        """Steps per epoch."""
+        n, g = len(self.ds), self.batch_size * self.world
+        return n // g if self.drop_last else -(-n // g)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """(steps, B) indices of this process's batches in `epoch` (the last one may be short)."""
+        n = len(self.ds)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            perm = torch.randperm(n, generator=g)
+        else:
+            perm = torch.arange(n)
+        steps, b = len(self), self.batch_size
+        if self.drop_last:
+            return perm[: steps * b * self.world].view(steps, self.world, b)[:, self.rank]
+        # evaluation order: every image once; process r takes items r, r + world, ...
+        mine = perm[self.rank::self.world]
+        return [mine[i:i + b] for i in range(0, len(mine), b)]
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = self.order(epoch)[start:]
+        if self.images is not None:
+            for idx in batches:
+                idx = idx.to(self.images.device, non_blocking=True)
+                yield (self.images.index_select(0, idx).to(self.device, non_blocking=True),
+                       self.labels.index_select(0, idx.to(self.labels.device)))
+            return
+        flat = [int(i) for idx in batches for i in idx]
+        loader = DataLoader(self.files, batch_size=self.batch_size, sampler=flat, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda", drop_last=False,
+                            persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+        for images, labels in loader:
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)
+
+
+def single_batch(dataset: ImageDataset, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """A fixed, seeded batch of `n` images (uint8) for pictures and monitors."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[: min(n, len(dataset))]
+    if dataset.in_memory:
+        return dataset.images[idx].to(device)
+    files = FileImages(dataset.paths, dataset.labels, dataset.store_size)
+    return torch.stack([files[int(i)][0] for i in idx]).to(device)
