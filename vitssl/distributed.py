@@ -76,6 +76,15 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x / world_size()
 
 
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process if `flag` is true on any of them."""
+    if not is_dist():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def broadcast_object(obj):
     """Rank 0's Python object on every process."""
     if not is_dist():

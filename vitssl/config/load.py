@@ -96,10 +96,27 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """A file path, or the name of a config shipped with vitssl (e.g. 'sit_cifar10')."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    builtin = BUILTIN_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if builtin.is_file():
+        return builtin
+    raise ConfigError(f"config file '{name}' does not exist; give a YAML file or one of the built-in configs: "
+                      f"{', '.join(builtin_configs())}")
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist; pass a YAML file such as configs/sit_cifar10.yaml")
+    path = resolve_config_path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

@@ -1,0 +1,5 @@
+import sys
+
+from vitssl.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""What the trainer needs from a method, and nothing more.
+
+A method is an nn.Module that wraps the encoder it pre-trains. The trainer hands it uint8 batches
+and gets back a dict of scalar tensors ('loss' is optimised, the rest are logged); after each
+optimiser step it calls `after_step` (momentum teachers live there). Augmentation, corruption and
+targets are the method's business, so the trainer never learns what SiT or RandSAC is.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from vitssl.models.vit import VisionTransformer
+
+
+class Method(nn.Module):
+    encoder: VisionTransformer
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """uint8 images (B, 3, S, S) on the device -> {'loss': scalar, other logged scalars...}."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """Called after every optimiser step; returns values to log."""
+        return {}
+
+    @torch.no_grad()
+    def pictures(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows of a picture grid, name -> (B, 3, h, w) in [0, 1], showing what the method sees and predicts."""
+        return {}

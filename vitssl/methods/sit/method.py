@@ -1,0 +1,131 @@
+"""SiT: GMML reconstruction of corrupted views plus momentum-contrastive learning (METHODS.md §1).
+
+The student sees GMML-corrupted views and must (a) rebuild the clean pixels with a light head and
+(b) match, by InfoNCE on its CLS token, the embedding a momentum teacher computes from the other
+clean view. With `contrastive: false` there is no teacher: that is pure GMML.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vitssl import distributed as dist
+from vitssl.data.augment import Augment
+from vitssl.methods.base import Method
+from vitssl.methods.sit.corruption import gmml_corrupt
+from vitssl.models.heads import PixelHead, ProjectionHead
+from vitssl.models.vit import DropPath, VisionTransformer, encoder_from_config
+
+
+def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of local queries (B, E) against keys gathered from every process (W*B, E); scaled by 2*tau."""
+    q = F.normalize(query.float(), dim=1)
+    k = F.normalize(dist.all_gather_cat(keys.float().contiguous()), dim=1)
+    logits = q @ k.T / temperature  # (B, W*B): the positive of row i is key i of this process
+    target = torch.arange(q.shape[0], device=q.device) + dist.rank() * q.shape[0]
+    return F.cross_entropy(logits, target) * 2 * temperature
+
+
+def teacher_momentum(step: int, total: int, start: float, end: float) -> float:
+    """Cosine from `start` at step 0 to `end` at the last step."""
+    return end - (end - start) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2
+
+
+class SiT(Method):
+    def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):
+        super().__init__()
+        self.cfg, self.augment = cfg, augment
+        self.encoder = encoder
+        self.recon_blocks = cfg.block_indices(encoder.depth)
+        self.recon_head = PixelHead(dim=encoder.embed_dim, patch_size=encoder.patch_size, depth=cfg.recon_depth)
+        self.contrastive = cfg.contrastive
+        if self.contrastive:
+            self.proj_head = ProjectionHead(in_dim=encoder.embed_dim, hidden_dim=cfg.proj_hidden, out_dim=cfg.proj_dim,
+                                            num_layers=cfg.proj_layers)
+            self.teacher_encoder = copy.deepcopy(encoder)
+            self.teacher_head = copy.deepcopy(self.proj_head)
+            for m in self.teacher_encoder.modules():  # the teacher has no stochastic depth
+                if isinstance(m, DropPath):
+                    m.p = 0.0
+            for p in self.teacher_parameters():
+                p.requires_grad_(False)
+        self.momentum = cfg.momentum
+
+    def teacher_parameters(self):
+        return list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
+
+    def corrupt(self, views: torch.Tensor):
+        c = self.cfg
+        f = c.fill
+        return gmml_corrupt(views, max_frac=c.max_frac, align=c.align, max_block=c.max_block,
+                            fill_probs=(f.noise, f.zeros, f.image), swap_prob=c.swap_prob, swap_frac=c.swap_frac)
+
+    def student(self, corrupted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction (B, C, H, W), normalised CLS token (B, D)) of corrupted images."""
+        enc = self.encoder
+        grid = enc.grid_for(*corrupted.shape[-2:])
+        last, feats = enc.forward_blocks(enc.embed(corrupted), collect=self.recon_blocks)
+        last_block = enc.depth - 1
+        normed = {i: enc.norm(f) for i, f in zip(self.recon_blocks, feats)}
+        final = normed[last_block] if last_block in normed else enc.norm(last)
+        tokens = torch.stack([normed[i] for i in self.recon_blocks]).mean(0)  # (B, 1 + N, D)
+        return self.recon_head(tokens[:, 1:], grid), final[:, 0]
+
+    def recon_loss(self, recon: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        err = (recon.float() - clean.float()).abs()  # (B, C, H, W)
+        if self.cfg.recon_loss == "all":
+            return err.mean()
+        m = mask.to(err.dtype)  # (B, 1, H, W)
+        return (err * m).sum() / (m.sum() * err.shape[1]).clamp_min(1.0)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        n_views = 2 if self.contrastive else 1
+        with torch.autocast(images.device.type, enabled=False):  # augmentation and corruption in fp32
+            clean = [self.augment(images, v) for v in range(n_views)]  # each (B, C, h, w)
+            corrupted = [self.corrupt(v) for v in clean]
+        b = images.shape[0]
+        recon, cls = self.student(torch.cat([c.images for c in corrupted]))  # both views in one pass
+        clean_all = torch.cat(clean)
+        mask_all = torch.cat([c.mask for c in corrupted])
+        l_rec = self.recon_loss(recon, clean_all, mask_all)
+        out = {"loss_recons": l_rec.detach(), "corrupted_frac": mask_all.float().mean()}
+        if not self.contrastive:
+            out["loss"] = self.cfg.alpha * l_rec
+            return out
+        s1, s2 = (self.proj_head(z) for z in cls.split(b))  # BatchNorm statistics per view
+        with torch.no_grad():
+            t_cls = self.teacher_encoder.forward_features(clean_all)[:, 0]
+            t1, t2 = (self.teacher_head(z) for z in t_cls.split(b))
+        l_con = (info_nce(s1, t2, self.cfg.temperature) + info_nce(s2, t1, self.cfg.temperature)) / 2
+        out.update(loss=self.cfg.alpha * l_rec + l_con, loss_contr=l_con.detach())
+        return out
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
+        if not self.contrastive:
+            return {}
+        m = teacher_momentum(step, total_steps, self.cfg.momentum, self.cfg.momentum_end)
+        student = list(self.encoder.parameters()) + list(self.proj_head.parameters())
+        torch._foreach_lerp_(self.teacher_parameters(), [p.detach() for p in student], 1.0 - m)
+        self.momentum = m
+        return {"momentum": m}
+
+    @torch.no_grad()
+    def pictures(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        clean = self.augment.plain(images)
+        cor = self.corrupt(clean)
+        recon, _ = self.student(cor.images)
+        show = lambda x: self.augment.denormalize(x.float()).clamp(0, 1)  # noqa: E731
+        pasted = torch.where(cor.mask, recon, clean)  # reconstruction inside the corrupted region only
+        return {"clean": show(clean), "corrupted": show(cor.images), "reconstructed": show(recon),
+                "pasted": show(pasted)}
+
+
+def build(cfg) -> SiT:
+    encoder = encoder_from_config(cfg.model, cfg.data.image_size)
+    augment = Augment(cfg.augment, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std)
+    return SiT(encoder=encoder, cfg=cfg.method, augment=augment)

@@ -1,0 +1,1 @@
+"""The method-agnostic training loop and what it needs: optimiser, schedules, checkpoints, logs."""
