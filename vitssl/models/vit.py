@@ -233,19 +233,19 @@ class VisionTransformer(nn.Module):
                 f"encoder weights do not fit this ViT: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                 f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
                 "check model.arch / depth / patch_size against the checkpoint")
+        for k, v in state.items():
+            if k in own and k != "pos_embed" and own[k].shape != v.shape:
+                raise CheckpointError(f"checkpoint tensor '{k}' has shape {tuple(v.shape)}, this model needs "
+                                      f"{tuple(own[k].shape)}; check model.arch / embed_dim / patch_size")
         pos = state.get("pos_embed")
         if pos is not None and pos.shape != self.pos_embed.shape:
             n_old = pos.shape[1] - 1
             side = math.isqrt(n_old)
             if side * side != n_old or pos.shape[2] != self.embed_dim:
-                raise CheckpointError(f"checkpoint pos_embed {tuple(pos.shape)} cannot be resampled to "
-                                      f"{tuple(self.pos_embed.shape)}")
+                raise CheckpointError(f"checkpoint pos_embed has shape {tuple(pos.shape)}, which cannot be resampled "
+                                      f"to this model's {tuple(self.pos_embed.shape)}; check model.arch / embed_dim")
             state = dict(state, pos_embed=torch.cat([pos[:, :1], resample_grid(pos[:, 1:], (side, side),
                                                                                self.grid_size)], dim=1))
-        for k, v in state.items():
-            if k in own and own[k].shape != v.shape:
-                raise CheckpointError(f"checkpoint tensor '{k}' has shape {tuple(v.shape)}, this model needs "
-                                      f"{tuple(own[k].shape)}; check model.arch / embed_dim / patch_size")
         self.load_state_dict(state, strict=False)
 
 

@@ -1,0 +1,107 @@
+import pytest
+import yaml
+
+from vitssl.config import apply_overrides, build_config, config_to_dict, load_config, save_config
+from vitssl.config.load import builtin_configs
+from vitssl.errors import ConfigError
+
+
+def err(overrides, path=None) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(path, overrides)
+    msg = str(e.value)
+    assert "\n" not in msg, "config errors are one line"
+    return msg
+
+
+def test_defaults_are_valid_and_roundtrip(tmp_path):
+    cfg = load_config()
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert config_to_dict(again) == config_to_dict(cfg)
+
+
+@pytest.mark.parametrize("name", builtin_configs())
+def test_builtin_configs_load(name):
+    cfg = load_config(name)
+    assert cfg.data.image_size % cfg.model.patch_size == 0
+
+
+def test_required_builtin_configs_exist():
+    assert {"sit_cifar10", "gmml_cifar10", "sit_224", "quickstart"} <= set(builtin_configs())
+    assert load_config("gmml_cifar10").method.name == "gmml"
+    assert load_config("sit_224").model.patch_size == 16
+
+
+def test_unknown_key_names_key_and_suggests():
+    msg = err(["train.epoch=3"])
+    assert "'train.epoch'" in msg and "did you mean 'train.epochs'" in msg
+
+
+def test_unknown_section():
+    assert "unknown config key 'trian'" in err(["trian.epochs=3"])
+
+
+def test_wrong_type():
+    assert "'train.epochs' must be an integer" in err(["train.epochs=ten"])
+    assert "'train.compile' must be true/false" in err(["train.compile=3"])
+    assert "'augment.crop_scale' must be a list of 2 values" in err(["augment.crop_scale=[0.1]"])
+
+
+def test_impossible_values():
+    assert "'method.max_frac'" in err(["method.max_frac=1.5"])
+    assert "'train.batch_size'" in err(["train.batch_size=0"])
+    assert "'data.image_size' (30) must be a multiple of model.patch_size (4)" in err(
+        ["data.image_size=30", "model.patch_size=4"])
+    assert "'model.embed_dim'" in err(["model.embed_dim=100", "model.num_heads=3"])
+    assert "'method.recon_blocks'" in err(["method.recon_blocks=[13]"])
+
+
+def test_bad_method_name_lists_choices():
+    msg = err(["method.name=simclr"])
+    assert "gmml" in msg and "sit" in msg
+
+
+def test_method_defaults_follow_name():
+    gmml = load_config(None, ["method.name=gmml"]).method
+    assert gmml.contrastive is False and gmml.max_frac == 0.75
+    assert gmml.block_indices(12) == [5, 7, 9, 11]
+    assert gmml.block_indices(4) == [1, 3]  # the defaults that exist in a shallower encoder
+    assert load_config(None, ["method.name=sit"]).method.block_indices(12) == [11]
+
+
+def test_string_override_keeps_text_and_null():
+    cfg = load_config(None, ["data.root=yes", "output_dir=123", "train.max_steps=null", "data.limit=50"])
+    assert cfg.data.root == "yes" and cfg.output_dir == "123"
+    assert cfg.train.max_steps is None and cfg.data.limit == 50
+
+
+def test_bad_override_syntax():
+    assert "section.key=value" in err(["train.epochs"])
+    assert "'seed' must be an integer" in err(["seed.x=1"])
+    with pytest.raises(ConfigError, match="'train.epochs' is a value, not a section"):
+        apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    assert "not valid YAML" in err([], bad)
+    bad.write_text("- a\n- b\n")
+    assert "must hold a mapping" in err([], bad)
+    assert "does not exist" in err([], tmp_path / "nope.yaml")
+
+
+def test_apply_overrides_does_not_mutate():
+    data = {"train": {"epochs": 1}}
+    out = apply_overrides(data, ["train.epochs=5", "optim.betas=[0.9, 0.95]"])
+    assert data == {"train": {"epochs": 1}}
+    cfg = build_config(out)
+    assert cfg.train.epochs == 5 and cfg.optim.betas == (0.9, 0.95)
+
+
+def test_saved_config_is_plain_yaml(tmp_path):
+    cfg = load_config("sit_cifar10")
+    save_config(cfg, tmp_path / "c.yaml")
+    data = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert data["method"]["name"] == "sit" and data["augment"]["crop_scale"] == [0.2, 1.0]

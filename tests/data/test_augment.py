@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from vitssl.config import AugmentConfig
+from vitssl.data.augment import GRAY, Augment, colour_matrix, crop_params, gaussian_blur, resized_crop
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def test_views_shape_and_reproducible():
+    images = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+    aug = Augment(AugmentConfig(), image_size=32, mean=MEAN, std=STD)
+    torch.manual_seed(3)
+    a = aug(images, 0)
+    torch.manual_seed(3)
+    assert torch.equal(a, aug(images, 0))
+    assert a.shape == (6, 3, 32, 32) and a.dtype == torch.float32
+    assert not torch.equal(a, aug(images, 1))
+
+
+def test_plain_is_centre_crop_normalised():
+    images = torch.randint(0, 256, (2, 3, 36, 36), dtype=torch.uint8)
+    aug = Augment(AugmentConfig(), image_size=32, mean=MEAN, std=STD)
+    out = aug.plain(images)
+    assert torch.allclose(aug.denormalize(out), images[..., 2:34, 2:34].float() / 255, atol=1e-6)
+
+
+def test_crop_boxes_valid_and_scaled():
+    cx, cy, w, h = crop_params(4000, (0.2, 1.0), (3 / 4, 4 / 3), "cpu")
+    assert (w <= 1).all() and (h <= 1).all()
+    assert (cx - w / 2 >= -1e-6).all() and (cx + w / 2 <= 1 + 1e-6).all()
+    area = w * h
+    assert area.min() >= 0.2 - 1e-5 and 0.5 < area.mean() < 0.65
+    ratio = w / h
+    assert ratio.min() >= 0.75 - 1e-4 and ratio.max() <= 4 / 3 + 1e-4
+
+
+def test_full_crop_is_identity_and_flip_mirrors():
+    x = torch.rand(2, 3, 8, 8)
+    one, half = torch.ones(2), torch.full((2,), 0.5)
+    same = resized_crop(x, 8, half, half, one, one, torch.tensor([False, True]))
+    assert torch.allclose(same[0], x[0], atol=1e-5)
+    assert torch.allclose(same[1], x[1].flip(-1), atol=1e-5)
+
+
+def _reference_jitter(x, b, c, s, hue_angle):
+    """Sequential brightness -> contrast -> saturation -> hue (YIQ), no intermediate clamps."""
+    gray = torch.tensor(GRAY).view(1, 3, 1, 1)
+    x = x * b
+    m = (x * gray).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = c * x + (1 - c) * m
+    g = (x * gray).sum(1, keepdim=True)
+    x = s * x + (1 - s) * g
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    rot = torch.tensor([[1, 0, 0], [0, math.cos(hue_angle), -math.sin(hue_angle)],
+                        [0, math.sin(hue_angle), math.cos(hue_angle)]])
+    m3 = torch.linalg.inv(yiq) @ rot @ yiq
+    return torch.einsum("ij,bjhw->bihw", m3, x)
+
+
+def test_colour_matrix_equals_sequential_ops(monkeypatch):
+    x = torch.rand(1, 3, 8, 8)
+    draws = iter([torch.tensor([0.0]),  # jitter on
+                  torch.tensor([0.75]), torch.tensor([0.25]), torch.tensor([1.0]), torch.tensor([0.9]),  # factors
+                  torch.tensor([[0.1, 0.2, 0.3, 0.4]]),  # op order 0, 1, 2, 3
+                  torch.tensor([1.0])])  # no grayscale
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: next(draws))
+    a, o = colour_matrix(x, jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, grayscale_p=0.2)
+    got = torch.einsum("bij,bjhw->bihw", a, x) + o[:, :, None, None]
+    # factors: b = 0.6 + 0.8 * 0.75, c = 0.6 + 0.8 * 0.25, s = 0.8 + 0.4, hue = (-0.1 + 0.2 * 0.9) * 2 pi
+    want = _reference_jitter(x, 1.2, 0.8, 1.2, 0.08 * 2 * math.pi)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_grayscale_only():
+    x = torch.rand(3, 3, 4, 4)
+    a, o = colour_matrix(x, jitter_p=0.0, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, grayscale_p=1.0)
+    y = torch.einsum("bij,bjhw->bihw", a, x) + o[:, :, None, None]
+    assert torch.allclose(y[:, 0], y[:, 1]) and torch.allclose(y[:, 1], y[:, 2])
+    assert torch.allclose(y[:, 0], (x * torch.tensor(GRAY).view(1, 3, 1, 1)).sum(1), atol=1e-6)
+
+
+def test_blur_per_image_sigma():
+    x = torch.zeros(2, 1, 15, 15)
+    x[:, :, 7, 7] = 1
+    y = gaussian_blur(x, torch.tensor([0.5, 2.0]))
+    assert torch.allclose(y.sum((1, 2, 3)), torch.ones(2), atol=1e-4)  # mass preserved
+    assert y[0, 0, 7, 7] > y[1, 0, 7, 7]  # the wider sigma spreads more
+
+
+@pytest.mark.parametrize("view", [0, 1])
+def test_no_augmentation_config_is_plain(view):
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, jitter_p=0, grayscale_p=0,
+                        blur_p=(0, 0), solarize_p=(0, 0))
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    aug = Augment(cfg, image_size=16, mean=MEAN, std=STD)
+    assert torch.allclose(aug(images, view), aug.plain(images), atol=1e-5)

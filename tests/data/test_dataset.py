@@ -1,0 +1,121 @@
+import pickle
+import tarfile
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitssl.config import DataConfig
+from vitssl.data import cifar
+from vitssl.data import dataset as ds_mod
+from vitssl.data.dataset import balanced_subset, load_dataset
+from vitssl.errors import DataError
+
+
+def test_balanced_subset_covers_every_class():
+    labels = np.repeat(np.arange(10), 100)
+    idx = balanced_subset(labels, 25, seed=0)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert len(idx) == 25 and counts.min() == 2 and counts.max() == 3
+    assert np.array_equal(idx, balanced_subset(labels, 25, seed=0))
+    assert not np.array_equal(idx, balanced_subset(labels, 25, seed=1))
+
+
+def test_balanced_subset_small_classes_filled_from_others():
+    labels = np.array([0] * 2 + [1] * 50)
+    idx = balanced_subset(labels, 20, seed=0)
+    assert len(idx) == 20 and (labels[idx] == 0).sum() == 2
+
+
+def test_synthetic_is_deterministic_and_labelled():
+    cfg = DataConfig(root="synthetic", synthetic_train=40, synthetic_test=20, image_size=32)
+    a = load_dataset(cfg, "train")
+    b = load_dataset(cfg, "train")  # second time: from the disk cache
+    assert a.images.shape == (40, 3, 32, 32) and a.images.dtype == torch.uint8
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert a.labelled and len(a.classes) == 10
+    test = load_dataset(cfg, "test")
+    assert len(test) == 20 and not torch.equal(test.images[:20], a.images[:20])
+
+
+def test_image_folder_decoded_once(cifar_small, monkeypatch):
+    cfg = DataConfig(root=str(cifar_small), image_size=32, num_workers=0)
+    first = load_dataset(cfg, "train")
+    assert len(first) == 80 and first.classes[0] == "airplane" and first.in_memory
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again instead of reading the cache")
+
+    monkeypatch.setattr(ds_mod, "decode_files", boom)
+    again = load_dataset(cfg, "train")
+    assert torch.equal(first.images, again.images)
+
+
+def test_limit_is_class_balanced(cifar_small):
+    cfg = DataConfig(root=str(cifar_small), image_size=32, limit=20, num_workers=0)
+    d = load_dataset(cfg, "train", seed=3)
+    assert len(d) == 20 and torch.bincount(d.labels, minlength=10).min() == 2
+
+
+def test_bad_images_error_or_skip(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i * 50, 0, 0)).save(tmp_path / f"ok{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="bad.png"):
+        load_dataset(DataConfig(root=str(tmp_path), image_size=16, num_workers=0), "train")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        d = load_dataset(DataConfig(root=str(tmp_path), image_size=16, num_workers=0, bad_images="skip"), "train")
+    assert len(d) == 3 and len(d.skipped) == 1
+    assert any("skipped 1 of 4 images" in str(x.message) for x in w)
+
+
+def test_mixed_modes_and_sizes_in_one_folder(tmp_path):
+    Image.new("L", (40, 20), 128).save(tmp_path / "gray.png")
+    Image.new("RGBA", (20, 50), (0, 0, 255, 255)).save(tmp_path / "rgba.png")
+    Image.new("P", (33, 33)).save(tmp_path / "pal.gif")
+    d = load_dataset(DataConfig(root=str(tmp_path), image_size=16, num_workers=0), "train")
+    assert d.images.shape == (3, 3, 16, 16) and d.labels.tolist() == [-1, -1, -1]
+
+
+def test_stream_mode_keeps_paths(cifar_small):
+    d = load_dataset(DataConfig(root=str(cifar_small), image_size=32, cache="stream"), "test")
+    assert not d.in_memory and len(d.paths) == 40
+
+
+def write_fake_cifar10(folder, n=6):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": list(range(n))}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+
+
+def test_cifar_pickle_layout(tmp_path):
+    write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    d = load_dataset(DataConfig(root=str(tmp_path), image_size=32), "train")
+    assert len(d) == 30 and d.classes[3] == "c3" and d.images.shape == (30, 3, 32, 32)
+    raw = pickle.load(open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb"))["data"][0]
+    assert torch.equal(d.images[0].reshape(-1), torch.from_numpy(raw))  # channel planes, row-major
+    assert len(load_dataset(DataConfig(root=str(tmp_path), image_size=32), "test")) == 6
+
+
+def test_cifar_download_verifies_checksum(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_fake_cifar10(src / "cifar-10-batches-py")
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    url = archive.as_uri()
+    good = cifar.md5(archive)
+    monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, "0" * 32, "cifar-10-batches-py"))
+    with pytest.raises(DataError, match="MD5"):
+        cifar.download_cifar(tmp_path / "dl_bad", "cifar10")
+    assert not (tmp_path / "dl_bad" / "cifar-10-batches-py").exists()  # nothing unpacked
+    monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, good, "cifar-10-batches-py"))
+    d = load_dataset(DataConfig(root=str(tmp_path / "dl"), download="cifar10"), "test")
+    assert len(d) == 6

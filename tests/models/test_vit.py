@@ -1,0 +1,108 @@
+import pytest
+import torch
+
+from vitssl.errors import CheckpointError
+from vitssl.models import PRESETS, VisionTransformer, build_vit
+from vitssl.models.pos_embed import sincos_2d
+
+TIMM_KEYS = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"}
+TIMM_BLOCK_KEYS = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+                   "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+                   "mlp.fc2.bias"}
+
+
+def small(**kw):
+    args = dict(img_size=32, patch_size=4, embed_dim=32, depth=3, num_heads=2)
+    args.update(kw)
+    return VisionTransformer(**args)
+
+
+def test_state_dict_keys_match_timm():
+    m = small()
+    expected = TIMM_KEYS | {f"blocks.{i}.{k}" for i in range(3) for k in TIMM_BLOCK_KEYS}
+    assert set(m.state_dict()) == expected
+    assert m.state_dict()["pos_embed"].shape == (1, 1 + 64, 32)  # CLS position included, as in timm
+
+
+def test_presets():
+    for name, (dim, depth, heads) in PRESETS.items():
+        m = build_vit(arch=name, img_size=32, patch_size=16)
+        assert (m.embed_dim, m.depth, m.blocks[0].attn.num_heads) == (dim, depth, heads)
+    with pytest.raises(ValueError, match="unknown ViT preset"):
+        build_vit(arch="vit_huge")
+
+
+def test_shapes_and_pooling():
+    m = small().eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = m.forward_features(x)
+    assert feats.shape == (2, 65, 32)
+    assert m(x).shape == (2, 32)
+    m.reset_classifier(10)
+    assert m(x).shape == (2, 10)
+    assert torch.allclose(m.pool(feats, "avg"), feats[:, 1:].mean(1))
+
+
+def test_intermediates_match_blocks():
+    m = small().eval()
+    x = torch.randn(2, 3, 32, 32)
+    outs = m.forward_intermediates(x, [0, -1], norm=False)
+    tokens = m.embed(x)
+    first = m.blocks[0](tokens)
+    assert torch.allclose(outs[0], first, atol=1e-6)
+    assert torch.allclose(m.norm(outs[1]), m.forward_features(x), atol=1e-6)
+    assert len(m.forward_intermediates(x, 2)) == 2
+
+
+def test_other_image_size_learned_and_sincos():
+    for kind in ("learned", "sincos"):
+        m = small(pos_embed=kind).eval()
+        out = m.forward_features(torch.randn(1, 3, 48, 40))
+        assert out.shape == (1, 1 + 12 * 10, 32)
+    m = small(pos_embed="sincos")
+    assert torch.allclose(m.patch_pos_embed((12, 10))[0], sincos_2d(12, 10, 32))
+    assert not m.pos_embed.requires_grad
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        m.forward_features(torch.randn(1, 3, 30, 32))
+
+
+def test_attention_mask_is_respected():
+    m = small(depth=1).eval()
+    tokens = m.embed(torch.randn(1, 3, 32, 32))
+    n = tokens.shape[1]
+    diag = torch.eye(n, dtype=torch.bool)  # every token sees only itself
+    out, _ = m.forward_blocks(tokens, attn_mask=diag)
+    changed = tokens.clone()
+    changed[:, 5:] += 1.0
+    out2, _ = m.forward_blocks(changed, attn_mask=diag)
+    assert torch.allclose(out[:, :5], out2[:, :5], atol=1e-5)
+    full, _ = m.forward_blocks(changed)
+    assert not torch.allclose(full[:, :5], out[:, :5], atol=1e-3)
+
+
+def test_drop_path_only_in_training():
+    m = small(drop_path_rate=0.5)
+    x = torch.randn(4, 3, 32, 32)
+    m.eval()
+    assert torch.equal(m.forward_features(x), m.forward_features(x))
+    m.train()
+    torch.manual_seed(0)
+    a = m.forward_features(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, m.forward_features(x))
+
+
+def test_load_encoder_state_resamples_positions():
+    src = small()
+    dst = small(img_size=48)
+    dst.load_encoder_state(src.state_dict())
+    assert torch.equal(dst.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+    assert dst.pos_embed.shape == (1, 1 + 144, 32)
+    assert torch.equal(dst.pos_embed[:, 0], src.pos_embed[:, 0])
+
+
+def test_load_encoder_state_rejects_other_architecture():
+    with pytest.raises(CheckpointError, match="check model.arch"):
+        small().load_encoder_state(small(depth=4).state_dict())
+    with pytest.raises(CheckpointError, match="shape"):
+        small().load_encoder_state(small(embed_dim=64).state_dict())

@@ -1,0 +1,77 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import ROOT, tiny_overrides
+from vitssl.config import load_config
+from vitssl.errors import VitsslError
+from vitssl.training import checkpoint as ckpt
+from vitssl.training.trainer import pretrain
+
+
+def test_run_folder_contents(tmp_path):
+    summary = pretrain(load_config(None, tiny_overrides(tmp_path, "log.tensorboard=true")))
+    run = tmp_path / "run"
+    assert summary["step"] == 8 and summary["epoch"] == 2.0
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["batch_size"] == 16
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert {"step", "epoch", "loss", "lr", "loss_recons", "loss_contr", "momentum"} <= set(rows[0])
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert {p.name for p in (run / "images").iterdir()} == {"epoch_0001.png", "epoch_0002.png", "final.png"}
+    assert (run / "loss.png").is_file() and (run / "summary.json").is_file()
+    assert any((run / "tensorboard").iterdir())
+    state = ckpt.load(run / "checkpoints" / "last.pt")
+    assert state["step"] == 8 and state["method"] == "sit" and "optimizer" in state and "scaler" in state
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = pretrain(load_config(None, tiny_overrides(tmp_path / "a")))
+    pretrain(load_config(None, tiny_overrides(tmp_path / "b", "train.max_steps=3")))  # stops mid-epoch
+    run_b = tmp_path / "b" / "run"
+    assert ckpt.load(run_b / "checkpoints" / "last.pt")["step"] == 3
+    resumed = pretrain(load_config(run_b / "config.yaml", ["train.max_steps=null"]), resume=True)
+    assert full["step"] == resumed["step"] == 8
+    a = ckpt.load(tmp_path / "a" / "run" / "checkpoints" / "last.pt")
+    b = ckpt.load(run_b / "checkpoints" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    rows = [json.loads(line) for line in (run_b / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9))  # no step logged twice
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    pretrain(load_config(None, tiny_overrides(tmp_path, "train.max_steps=1")))
+    with pytest.raises(VitsslError, match="already holds a run.*--resume"):
+        pretrain(load_config(None, tiny_overrides(tmp_path)))
+
+
+def test_gmml_trains_with_accumulation(tmp_path):
+    summary = pretrain(load_config(None, tiny_overrides(tmp_path, "method.name=gmml", "train.accum_steps=2",
+                                                        "train.max_steps=2")))
+    assert summary["step"] == 2
+
+
+def test_interrupt_saves_and_resumes(tmp_path):
+    """Ctrl-C finishes the step, writes last.pt and says how to resume; nothing is lost."""
+    args = tiny_overrides(tmp_path, "train.epochs=200", "log.images_every=0")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "vitssl", "pretrain", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "vitssl pretrain --resume" in err
+    state = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert 3 <= state["step"] < 800
