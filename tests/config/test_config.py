@@ -28,9 +28,37 @@ def test_builtin_configs_load(name):
 
 
 def test_required_builtin_configs_exist():
-    assert {"sit_cifar10", "gmml_cifar10", "sit_224", "quickstart"} <= set(builtin_configs())
+    assert {"sit_cifar10", "gmml_cifar10", "sit_224", "quickstart", "randsac_cifar10", "randsac_224"} <= \
+        set(builtin_configs())
     assert load_config("gmml_cifar10").method.name == "gmml"
     assert load_config("sit_224").model.patch_size == 16
+    ablations = {"pixel_raster", "patch_raster", "patch_random", "square_m2", "square_m4", "square_16to4", "blob_k7",
+                 "blob_11to5", "blob_7to3", "vanilla_decoder", "square_192", "blob_192"}
+    assert {f"randsac/{a}" for a in ablations} <= set(builtin_configs())
+    assert load_config("configs/randsac/patch_raster.yaml").method.order == "raster"
+    m = load_config("randsac/square_192")
+    assert (m.data.image_size, m.method.square_size, m.method.partition_size, m.model.arch) == \
+        (192, 3, 6, "vit_small")
+
+
+def test_base_files_merge_under_and_cycles_are_errors(tmp_path):
+    (tmp_path / "parent.yaml").write_text("method: {name: randsac, blobs: 9}\nmodel: {patch_size: 4}\n"
+                                           "train: {epochs: 7, batch_size: 64}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\ntrain: {epochs: 3}\n")
+    cfg = load_config(tmp_path / "child.yaml", ["method.order=raster"])
+    assert (cfg.method.blobs, cfg.method.order, cfg.train.epochs, cfg.train.batch_size) == (9, "raster", 3, 64)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    assert "includes itself" in err([], tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: [a.yaml]\n")
+    assert "'base'" in err([], tmp_path / "c.yaml")
+
+
+def test_method_defaults_for_shared_sections_yield_to_the_user():
+    sit, rs = load_config(), load_config(None, ["method.name=randsac", "model.patch_size=4"])
+    assert sit.augment.jitter_p == 0.8 and rs.augment.jitter_p == 0.0  # RandSAC: minimal augmentation
+    assert rs.optim.betas == (0.9, 0.95) and rs.model.pos_embed == "sincos"
+    assert load_config(None, ["method.name=randsac", "model.patch_size=4", "augment.jitter_p=0.5"]).augment.jitter_p == 0.5
 
 
 def test_unknown_key_names_key_and_suggests():

@@ -35,12 +35,23 @@ def build_config(data: dict | None) -> Config:
     method = dict(method)
     spec = _method_spec(method.get("name", DEFAULT_METHOD))
     method["name"] = spec.name
-    cfg = from_dict(Config, data)
+    cfg = from_dict(Config, merge(spec.defaults, data))
     cfg.method = from_dict(spec.config_cls, method, "method")
     check = getattr(cfg.method, "check_with", None)
     if check is not None:
         check(cfg)
     return cfg
+
+
+def merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, section by section (nested mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _schema_type(data: dict, parts: list[str]) -> Any:
@@ -100,23 +111,29 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def builtin_configs() -> list[str]:
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+    return sorted(p.relative_to(BUILTIN_DIR).with_suffix("").as_posix() for p in BUILTIN_DIR.rglob("*.yaml"))
 
 
-def resolve_config_path(name: str | os.PathLike) -> Path:
-    """A file path, or the name of a config shipped with vitssl (e.g. 'sit_cifar10')."""
+def resolve_config_path(name: str | os.PathLike, relative_to: Path | None = None) -> Path:
+    """A file path (also relative to `relative_to`), or the name of a shipped config ('sit_cifar10',
+    'randsac/patch_raster', or the same as 'configs/....yaml')."""
     path = Path(name)
-    if path.is_file():
-        return path
-    builtin = BUILTIN_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    for candidate in ([relative_to / path] if relative_to is not None else []) + [path]:
+        if candidate.is_file():
+            return candidate
+    rel = Path(*path.parts[1:]) if path.parts[:1] == ("configs",) else path
+    builtin = BUILTIN_DIR / (rel if rel.suffix == ".yaml" else rel.with_name(rel.name + ".yaml"))
     if builtin.is_file():
         return builtin
     raise ConfigError(f"config file '{name}' does not exist; give a YAML file or one of the built-in configs: "
                       f"{', '.join(builtin_configs())}")
 
 
-def read_yaml(path: str | os.PathLike) -> dict:
-    path = resolve_config_path(path)
+def read_yaml(path: str | os.PathLike, relative_to: Path | None = None, _seen: tuple = ()) -> dict:
+    """A config file, with `base: OTHER` (a path relative to this file, or a shipped config) merged under it."""
+    path = resolve_config_path(path, relative_to)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file '{path}' includes itself through 'base:'")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -125,7 +142,12 @@ def read_yaml(path: str | os.PathLike) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config key 'base' in '{path}' must name one config file, got {base!r}")
+    return merge(read_yaml(base, path.parent, _seen + (path.resolve(),)), data)
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:

@@ -6,7 +6,7 @@ touches them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from vitssl.errors import ConfigError
@@ -18,6 +18,7 @@ class MethodSpec:
     config_cls: type
     build: Callable[..., Any]  # build(cfg: Config) -> Method (an nn.Module)
     summary: str
+    defaults: dict = field(default_factory=dict)  # the method's defaults for shared sections, e.g. {'augment': {...}}
 
 
 _METHODS: dict[str, MethodSpec] = {}

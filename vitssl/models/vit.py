@@ -11,9 +11,9 @@ from typing import Iterable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vitssl.errors import CheckpointError
+from vitssl.models.attention import attend
 from vitssl.models.pos_embed import resample_grid, sincos_2d
 
 PRESETS = {  # name: (embed_dim, depth, num_heads)
@@ -57,11 +57,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask=None) -> torch.Tensor:
+        """attn_mask: None, a boolean tensor (True = may attend) or a FlexAttention BlockMask."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B, h, N, d/h) each
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # mask: True = may attend
+        x = attend(q, k, v, attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 
@@ -77,6 +78,8 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
+    compile_unit = True  # the trainer compiles these one by one under train.compile
+
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)

@@ -1,11 +1,11 @@
-"""AdamW with no weight decay on biases, norms, position embeddings and class tokens."""
+"""AdamW with no weight decay on biases, norms, position embeddings, learned tokens and layer-mixing weights."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token")
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "query_token", "skip_weights")
 
 
 def param_groups(model: nn.Module) -> list[dict]:

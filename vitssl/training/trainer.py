@@ -29,7 +29,6 @@ from vitssl.data.dataset import ImageDataset, load_dataset
 from vitssl.data.loader import BatchLoader, single_batch
 from vitssl.errors import CheckpointError, ConfigError, VitsslError
 from vitssl.methods import registry
-from vitssl.models.vit import Block
 from vitssl.training import checkpoint as ckpt
 from vitssl.training.images import save_grid
 from vitssl.training.logger import RunLogger
@@ -107,8 +106,8 @@ class Trainer:
 
         self.method = registry.get(cfg.method.name).build(cfg).to(self.device)
         if tc.compile:
-            for m in self.method.modules():
-                if isinstance(m, Block):
+            for m in self.method.modules():  # block by block: small graphs, masks stay inputs
+                if getattr(m, "compile_unit", False):
                     m.compile()
         self.model = self.method
         if self.world > 1:
