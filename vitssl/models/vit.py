@@ -241,7 +241,9 @@ class VisionTransformer(nn.Module):
                 raise CheckpointError(f"checkpoint tensor '{k}' has shape {tuple(v.shape)}, this model needs "
                                       f"{tuple(own[k].shape)}; check model.arch / embed_dim / patch_size")
         pos = state.get("pos_embed")
-        if pos is not None and pos.shape != self.pos_embed.shape:
+        if pos is not None and pos.shape != self.pos_embed.shape and self.pos_embed_type == "sincos":
+            state = dict(state, pos_embed=torch.cat([pos[:, :1], self.pos_embed[:, 1:].detach().to(pos)], dim=1))
+        elif pos is not None and pos.shape != self.pos_embed.shape:
             n_old = pos.shape[1] - 1
             side = math.isqrt(n_old)
             if side * side != n_old or pos.shape[2] != self.embed_dim:
