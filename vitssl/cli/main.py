@@ -1,4 +1,4 @@
-"""`vitssl` command line: pre-training today; evaluation plugs in beside it."""
+"""`vitssl` command line: pre-training, evaluation, export."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ EXAMPLES = """examples:
   vitssl pretrain --config configs/gmml_cifar10.yaml data.root=~/my_images data.limit=2000 device=cuda
   vitssl pretrain --resume runs/sit-20261123-101500 train.epochs=200
   torchrun --nproc_per_node 4 -m vitssl pretrain --config configs/sit_224.yaml data.root=/data/imagenet
+  vitssl eval knn --checkpoint runs/sit-20261123-101500
+  vitssl eval linear --checkpoint runs/sit-20261123-101500 features.sweep=true
+  vitssl eval fewshot --checkpoint model.safetensors data.root=~/other_dataset   # transfer
+  vitssl export runs/sit-20261123-101500 --out sit_tiny.safetensors
 """
 
 
@@ -60,6 +64,29 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from vitssl.config.schema import to_dict
+    from vitssl.evaluation.run import eval_config, evaluate
+
+    cfg = eval_config(args.checkpoint, args.overrides, args.config)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    result = evaluate(args.protocol, cfg)
+    summary = {k: result[k] for k in ("protocol", "dataset", "method", "features", "accuracy", "output_dir")
+               if k in result}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from vitssl.evaluation.export import export_encoder
+
+    weights, meta = export_encoder(args.checkpoint, args.out)
+    print(f"wrote {weights} and {meta}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitssl", description="Self-supervised pre-training of Vision Transformers.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,13 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=10")
     pre.set_defaults(func=cmd_pretrain)
+    ev = sub.add_parser("eval", help="evaluate an encoder: k-NN, linear probe, few-shot", epilog=EXAMPLES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("protocol", choices=["knn", "linear", "fewshot"])
+    ev.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
+                    help="run folder, checkpoint .pt, exported .safetensors, timm state dict, or 'random'")
+    ev.add_argument("--config", help="YAML file of evaluation settings (optional)")
+    ev.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.root=PATH knn.k=10 features.sweep=true")
+    ev.set_defaults(func=cmd_eval)
+    ex = sub.add_parser("export", help="write a pre-trained encoder as safetensors (timm keys) + JSON")
+    ex.add_argument("checkpoint", metavar="RUN_OR_FILE")
+    ex.add_argument("--out", required=True, help="output file (.safetensors is added if missing)")
+    ex.set_defaults(func=cmd_export)
     met = sub.add_parser("methods", help="list the pre-training methods")
     met.set_defaults(func=cmd_methods)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # key=value may also come after options
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     try:
         return args.func(args)
     except VitsslError as e:

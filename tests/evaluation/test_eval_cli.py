@@ -1,0 +1,124 @@
+"""Checkpoint -> results.json through the CLI, every encoder source, export round-trip, transfer."""
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TINY_MODEL, tiny_overrides
+from vitssl.cli.main import main
+from vitssl.config import load_config
+from vitssl.errors import CheckpointError
+from vitssl.evaluation.encoders import arch_from_state, load_encoder
+from vitssl.evaluation.run import eval_config, evaluate
+from vitssl.training.trainer import pretrain
+
+FAST = ["data.synthetic_train=64", "data.synthetic_test=32", "data.num_workers=0", "features.batch_size=32",
+        "linear.epochs=3", "linear.batch_size=16", "fewshot.shots=[1,2]", "fewshot.draws=3", "fewshot.steps=5"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evalrun")
+    pretrain(load_config(None, tiny_overrides(tmp, "train.max_steps=2")))
+    return tmp / "run"
+
+
+def read(path):
+    return json.loads((path / "results.json").read_text())
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear", "fewshot"])
+def test_each_protocol_writes_results(run, protocol, capsys):
+    assert main(["eval", protocol, "--checkpoint", str(run), *FAST]) == 0
+    out = run / "eval" / f"{protocol}-synthetic"
+    res = read(out)
+    assert res["protocol"] == protocol and res["dataset"] == "synthetic" and 0 <= res["accuracy"] <= 100
+    assert res["method"] == "sit" and res["pool"] == "cls" and res["test_images"] == 32
+    assert (out / "results.md").is_file() and (out / "config.yaml").is_file()
+    assert json.loads(capsys.readouterr().out)["accuracy"] == res["accuracy"]
+    if protocol == "fewshot":
+        assert [r["shots"] for r in res["per_shots"]] == [1, 2] and len(res["per_shots"][0]["draws"]) == 3
+
+
+def test_layer_sweep_probes_every_block_and_chooses_on_held_out_data(run, tmp_path):
+    res = evaluate("linear", eval_config(str(run), FAST + ["features.sweep=true", "linear.lrs=[0.1,1.0]",
+                                                           f"output_dir={tmp_path}"]), progress=False)
+    assert [r["features"] for r in res["per_block"]] == ["block 1", "block 2"]
+    best = max(res["per_block"], key=lambda r: r["val_accuracy"])
+    assert res["features"] == best["features"] and res["accuracy"] == best["accuracy"]
+    res = evaluate("knn", eval_config(str(run), FAST + ["features.sweep=true", "features.pool=cls+avg",
+                                                        f"output_dir={tmp_path}"]), progress=False)
+    assert len(res["per_block"]) == 2 and "val_accuracy" in res["per_block"][0]
+
+
+def test_features_are_cached_and_reused(run, tmp_path, monkeypatch):
+    from vitssl.evaluation import features
+
+    cfg = eval_config(str(run), FAST + [f"output_dir={tmp_path}"])
+    first = evaluate("knn", cfg, progress=False)
+    calls = []
+    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(1))
+    assert evaluate("knn", cfg, progress=False)["accuracy"] == first["accuracy"] and calls == []
+
+
+def test_every_encoder_source_gives_the_same_encoder(run, tmp_path):
+    enc, info = load_encoder(str(run))
+    assert info["method"] == "sit" and info["step"] == 2
+    # export -> safetensors + json, loadable back
+    assert main(["export", str(run), "--out", str(tmp_path / "enc")]) == 0
+    meta = json.loads((tmp_path / "enc.json").read_text())
+    assert meta["arch"]["embed_dim"] == 64 and meta["method"] == "sit"
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(tmp_path / "enc.safetensors")))
+    assert {"patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.1.attn.qkv.weight", "norm.bias"} <= keys
+    back, _ = load_encoder(str(tmp_path / "enc.safetensors"))
+    # a timm-format state dict: shapes inferred, heads given
+    torch.save(enc.state_dict(), tmp_path / "timm.pth")
+    timm, info = load_encoder(str(tmp_path / "timm.pth"), model_cfg=load_config(None, TINY_MODEL).model)
+    assert info["method"] == "timm"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = enc.forward_features(x)
+        assert torch.equal(back.forward_features(x), ref) and torch.allclose(timm.forward_features(x), ref)
+    # evaluating the exported file gives the run's numbers
+    a = evaluate("knn", eval_config(str(run), FAST + [f"output_dir={tmp_path / 'a'}"]), progress=False)
+    b = evaluate("knn", eval_config(str(tmp_path / "enc.safetensors"),
+                                    FAST + ["data.root=synthetic", "data.image_size=32", "features.pool=cls",
+                                            f"output_dir={tmp_path / 'b'}"]), progress=False)
+    assert a["accuracy"] == b["accuracy"]
+
+
+def test_random_encoder_and_transfer_to_another_dataset(run, cifar_small, tmp_path):
+    res = evaluate("knn", eval_config("random", TINY_MODEL + FAST + ["data.image_size=32", f"output_dir={tmp_path}"]),
+                   progress=False)
+    assert res["method"] == "random" and res["pool"] == "avg"
+    res = evaluate("linear", eval_config(str(run), FAST + [f"data.root={cifar_small}", f"output_dir={tmp_path / 't'}"]),
+                   progress=False)
+    assert res["dataset"] == "cifar_small" and res["train_images"] == 80 and res["test_images"] == 40
+    assert res["classes"] == 10
+
+
+def test_bad_sources_are_clear_errors(run, tmp_path, capsys):
+    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_encoder(str(tmp_path / "junk.pt"))
+    torch.save({"w": torch.zeros(2)}, tmp_path / "notvit.pt")
+    with pytest.raises(CheckpointError, match="not a ViT"):
+        load_encoder(str(tmp_path / "notvit.pt"))
+    assert main(["eval", "knn", "--checkpoint", str(run), "features.blocks=[7]", *FAST]) == 2
+    assert "features.blocks" in capsys.readouterr().err
+    assert main(["eval", "knn", "--checkpoint", str(run), "knn.kk=3"]) == 2
+    assert "did you mean 'knn.k'" in capsys.readouterr().err
+
+
+def test_arch_inference_from_timm_weights():
+    from vitssl.models.vit import build_vit
+
+    state = build_vit(arch="vit_small", img_size=64, patch_size=16).state_dict()
+    arch = arch_from_state(state)
+    assert (arch["embed_dim"], arch["depth"], arch["num_heads"], arch["img_size"], arch["mlp_ratio"]) == \
+        (384, 12, 6, 64, 4.0)

@@ -1,0 +1,89 @@
+"""Config of `vitssl eval`: which encoder, which data, which features, and each protocol's settings.
+
+Unset `model` and `data` keys default to those the checkpoint was pre-trained with, so evaluating a
+run needs no config at all; `data.root=OTHER` evaluates it on another dataset (transfer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from vitssl.config.schema import require
+from vitssl.config.sections import DataConfig, ModelConfig
+
+
+@dataclass
+class FeatureConfig:
+    blocks: list[int] = field(default_factory=lambda: [-1])  # 1..depth or -1 (last), -2...; several: concatenated
+    pool: Literal["auto", "cls", "avg", "cls+avg"] = "auto"  # auto: CLS for SiT/GMML, patch-token mean otherwise
+    sweep: bool = False  # probe every block; the best is chosen on a held-out part of the training split
+    val_frac: float = 0.1  # that held-out part (also used to choose among several linear.lrs)
+    batch_size: int = 256
+    cache: bool = True  # keep extracted features on disk for the next evaluation
+
+    def check(self, p: str) -> None:
+        require(len(self.blocks) >= 1 and 0 not in self.blocks, f"{p}.blocks",
+                "must list blocks as 1..depth or -1 (last), -2, ...")
+        require(0 < self.val_frac < 1, f"{p}.val_frac", "must be in (0, 1)")
+        require(self.batch_size >= 1, f"{p}.batch_size", "must be at least 1")
+
+
+@dataclass
+class KNNConfig:
+    k: int = 20
+    temperature: float = 0.07
+
+    def check(self, p: str) -> None:
+        require(self.k >= 1, f"{p}.k", "must be at least 1")
+        require(self.temperature > 0, f"{p}.temperature", "must be positive")
+
+
+@dataclass
+class LinearConfig:
+    epochs: int = 90
+    batch_size: int = 256
+    lrs: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rates per 256 images; several: chosen on val
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+
+    def check(self, p: str) -> None:
+        require(self.epochs >= 1 and self.batch_size >= 1, f"{p}.epochs", "and linear.batch_size must be at least 1")
+        require(len(self.lrs) >= 1 and all(lr > 0 for lr in self.lrs), f"{p}.lrs", "must be positive learning rates")
+        require(self.weight_decay >= 0, f"{p}.weight_decay", "must be 0 or more")
+        require(0 <= self.momentum < 1, f"{p}.momentum", "must be in [0, 1)")
+
+
+@dataclass
+class FewShotConfig:
+    shots: list[int] = field(default_factory=lambda: [1, 5, 10, 25])  # labelled images per class
+    draws: int = 5  # random draws of the labelled images per shot count
+    steps: int = 300  # full-batch probe steps
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+
+    def check(self, p: str) -> None:
+        require(len(self.shots) >= 1 and all(s >= 1 for s in self.shots), f"{p}.shots", "must be positive counts")
+        require(self.draws >= 1 and self.steps >= 1, f"{p}.draws", "and fewshot.steps must be at least 1")
+        require(self.lr > 0 and self.weight_decay >= 0, f"{p}.lr", "must be positive (weight_decay 0 or more)")
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = "random"  # run folder, .pt, .safetensors, timm state dict, or 'random'
+    model: ModelConfig = field(default_factory=ModelConfig)  # shapes a random encoder; timm files: num_heads
+    data: DataConfig = field(default_factory=DataConfig)  # data.split: the split probes train on
+    test_split: str = "test"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    output_dir: Optional[str] = None  # None: RUN/eval/<protocol>-<dataset> for a run, else evals/<...>
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+    def check(self, p: str) -> None:
+        size, patch = self.data.image_size, self.model.patch_size
+        if self.checkpoint == "random":
+            require(size % patch == 0, "data.image_size",
+                    f"({size}) must be a multiple of model.patch_size ({patch})")

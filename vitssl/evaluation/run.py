@@ -1,0 +1,251 @@
+"""`vitssl eval PROTOCOL`: from a checkpoint to `results.json` (+ a Markdown table and the resolved config)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from vitssl.config.load import apply_overrides, merge, read_yaml
+from vitssl.config.schema import from_dict, to_dict
+from vitssl.data.augment import Augment
+from vitssl.data.dataset import ImageDataset, load_dataset
+from vitssl.errors import ConfigError, DataError
+from vitssl.evaluation import encoders
+from vitssl.evaluation.config import EvalConfig
+from vitssl.evaluation.features import cached_extract
+from vitssl.evaluation.knn import accuracy, knn_predict
+from vitssl.evaluation.linear import train_probes
+
+PROTOCOLS = ("knn", "linear", "fewshot")
+CLS_METHODS = ("sit", "gmml")  # methods trained through their CLS token
+
+
+def _pretrain_sections(source: str) -> dict:
+    """The data and model sections a checkpoint was pre-trained with (defaults for the evaluation)."""
+    if source == "random":
+        return {}
+    path = encoders.checkpoint_file(source)
+    cfg_file = path.parent.parent / "config.yaml" if path.parent.name == "checkpoints" else None
+    if cfg_file is None or not cfg_file.is_file():
+        return {}
+    pre = read_yaml(cfg_file)
+    data = {k: v for k, v in (pre.get("data") or {}).items() if k not in ("limit", "split", "download")}
+    return {"data": data, "model": pre.get("model") or {}}
+
+
+def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str] = None) -> EvalConfig:
+    data = _pretrain_sections(checkpoint)
+    if config_file:
+        data = merge(data, read_yaml(config_file))
+    data = apply_overrides(merge(data, {"checkpoint": checkpoint}), overrides)
+    return from_dict(EvalConfig, data)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def _block_indices(blocks: list[int], depth: int) -> list[int]:
+    for b in blocks:
+        if not -depth <= b <= depth:
+            raise ConfigError(f"config key 'features.blocks' has block {b}, but the encoder has {depth} blocks")
+    return [b - 1 if b > 0 else depth + b for b in blocks]
+
+
+def _split(n: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (fit, val) index split of the training images."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(n * frac)))
+    return perm[n_val:], perm[:n_val]
+
+
+class Evaluation:
+    """The encoder, both splits and their features for one config."""
+
+    def __init__(self, cfg: EvalConfig, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.device = _device(cfg.device)
+        self.encoder, self.info = encoders.load_encoder(cfg.checkpoint, model_cfg=cfg.model,
+                                                        image_size=cfg.data.image_size, seed=cfg.seed)
+        patch = self.encoder.patch_size
+        if cfg.data.image_size % patch:
+            raise ConfigError(f"config key 'data.image_size' ({cfg.data.image_size}) must be a multiple of the "
+                              f"checkpoint's patch size ({patch})")
+        self.train = load_dataset(cfg.data, cfg.data.split, seed=cfg.seed, min_side=patch, progress=progress)
+        self.test = load_dataset(cfg.data, cfg.test_split, seed=cfg.seed, min_side=patch, progress=progress)
+        for ds in (self.train, self.test):
+            if not ds.labelled:
+                raise DataError(f"split '{ds.split}' of '{cfg.data.root}' has no class labels; evaluation needs "
+                                "class sub-folders (or CIFAR) for both data.split and test_split")
+        if self.train.classes != self.test.classes:
+            raise DataError(f"splits '{self.train.split}' and '{self.test.split}' have different classes")
+        self.num_classes = len(self.train.classes)
+        pool = cfg.features.pool
+        self.pool = pool if pool != "auto" else ("cls" if self.info["method"] in CLS_METHODS else "avg")
+        depth = self.encoder.depth
+        self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
+        self._preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain
+
+    def features(self, ds: ImageDataset) -> dict[int, torch.Tensor]:
+        c = self.cfg
+        return cached_extract(self.encoder, self.info["id"], ds, blocks=sorted(set(self.blocks)), pool=self.pool,
+                              preprocess=self._preprocess, image_size=c.data.image_size, mean=c.data.mean,
+                              std=c.data.std, cache=c.features.cache, batch_size=c.features.batch_size,
+                              device=self.device, num_workers=c.data.num_workers, progress=self.progress)
+
+    def groups(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        """Feature groups to evaluate: each block (sweep), or the chosen blocks concatenated.
+        Returns names, train (G, N, F), test (G, M, F)."""
+        tr, te = self.features(self.train), self.features(self.test)
+        if self.cfg.features.sweep:
+            names = [f"block {b + 1}" for b in self.blocks]
+            return names, torch.stack([tr[b] for b in self.blocks]), torch.stack([te[b] for b in self.blocks])
+        name = "+".join(f"block {b + 1}" for b in self.blocks)
+        return [name], torch.cat([tr[b] for b in self.blocks], 1)[None], torch.cat([te[b] for b in self.blocks], 1)[None]
+
+    def describe(self) -> dict:
+        c = self.cfg
+        enc = self.encoder
+        return {"dataset": self.train.name, "train_split": self.train.split, "test_split": self.test.split,
+                "train_images": len(self.train), "test_images": len(self.test), "classes": self.num_classes,
+                "checkpoint": self.info["source"], "method": self.info["method"], "pretrain_step": self.info.get("step"),
+                "pretrain_epoch": self.info.get("epoch"), "pool": self.pool, "image_size": c.data.image_size,
+                "model": {k: enc.arch[k] for k in ("patch_size", "embed_dim", "depth", "num_heads")},
+                "seed": c.seed}
+
+
+def _select(val_acc: list[float]) -> int:
+    return max(range(len(val_acc)), key=lambda i: val_acc[i])
+
+
+def run_knn(ev: Evaluation) -> dict:
+    c = ev.cfg.knn
+    names, tr, te = ev.groups()
+    ytr, yte = ev.train.labels, ev.test.labels
+    kw = dict(num_classes=ev.num_classes, k=c.k, temperature=c.temperature)
+    per = []
+    for name, a, b in zip(names, tr, te):
+        s = knn_predict(a, ytr, b, **kw)
+        per.append({"features": name, "accuracy": accuracy(s, yte), "top5": accuracy(s, yte, 5)})
+    best = 0
+    if len(names) > 1:  # choose the block on held-out training images, never on the test split
+        fit, val = _split(len(ytr), ev.cfg.features.val_frac, ev.cfg.seed)
+        for row, a in zip(per, tr):
+            row["val_accuracy"] = accuracy(knn_predict(a[fit], ytr[fit], a[val], **kw), ytr[val])
+        best = _select([r["val_accuracy"] for r in per])
+    return {"protocol": "knn", **per[best], "k": c.k, "temperature": c.temperature,
+            **({"per_block": per} if len(per) > 1 else {})}
+
+
+def run_linear(ev: Evaluation) -> dict:
+    c = ev.cfg.linear
+    names, tr, te = ev.groups()
+    ytr, yte = ev.train.labels, ev.test.labels
+    kw = dict(num_classes=ev.num_classes, epochs=c.epochs, batch_size=c.batch_size, weight_decay=c.weight_decay,
+              momentum=c.momentum, seed=ev.cfg.seed)
+    tr, te = tr.to(ev.device), te.to(ev.device)
+    ytr_d, yte_d = ytr.to(ev.device), yte.to(ev.device)
+    chosen_lr = [0] * len(names)
+    val_acc = None
+    if len(names) * len(c.lrs) > 1:  # choose block and lr on held-out training images
+        fit, val = _split(len(ytr), ev.cfg.features.val_frac, ev.cfg.seed)
+        fit, val = fit.to(ev.device), val.to(ev.device)
+        probes = train_probes(tr[:, fit], ytr_d[fit], lrs=c.lrs, **kw)
+        scores = probes.scores(tr[:, val])  # (G, L, V, C)
+        acc = (scores.argmax(-1) == ytr_d[val]).float().mean(-1) * 100  # (G, L)
+        chosen_lr = acc.argmax(1).tolist()
+        val_acc = acc.max(1).values.tolist()
+    probes = train_probes(tr, ytr_d, lrs=c.lrs, **kw)
+    scores = probes.scores(te)  # (G, L, M, C)
+    per = []
+    for g, name in enumerate(names):
+        s = scores[g, chosen_lr[g]].cpu()
+        row = {"features": name, "accuracy": accuracy(s, yte), "top5": accuracy(s, yte, 5), "lr": c.lrs[chosen_lr[g]]}
+        if val_acc is not None:
+            row["val_accuracy"] = val_acc[g]
+        per.append(row)
+    best = _select(val_acc) if val_acc is not None else 0
+    return {"protocol": "linear", **per[best], "epochs": c.epochs, **({"per_block": per} if len(per) > 1 else {})}
+
+
+def run_fewshot(ev: Evaluation) -> dict:
+    c = ev.cfg.fewshot
+    names, tr, te = ev.groups()
+    if len(names) > 1:
+        raise ConfigError("few-shot evaluates one feature set; set features.sweep=false (and pick features.blocks)")
+    tr, te = tr[0].to(ev.device), te[0].to(ev.device)
+    ytr, yte = ev.train.labels.to(ev.device), ev.test.labels.to(ev.device)
+    by_class = [torch.nonzero(ytr == k)[:, 0] for k in range(ev.num_classes)]
+    rows = []
+    for shots in c.shots:
+        fewest = min(len(i) for i in by_class)
+        if shots > fewest:
+            raise DataError(f"few-shot with {shots} images per class, but a class of '{ev.train.name}' has only "
+                            f"{fewest}; lower fewshot.shots")
+        draws = []
+        for d in range(c.draws):  # every draw is its own probe group, trained together
+            gen = torch.Generator().manual_seed(ev.cfg.seed * 1000 + shots * 17 + d)
+            draws.append(torch.cat([i[torch.randperm(len(i), generator=gen)[:shots].to(i.device)] for i in by_class]))
+        idx = torch.stack(draws)  # (D, shots * C)
+        probes = train_probes(tr[idx], ytr[idx], num_classes=ev.num_classes, lrs=[c.lr], epochs=c.steps,
+                              batch_size=idx.shape[1], weight_decay=c.weight_decay, seed=ev.cfg.seed)
+        scores = probes.scores(te[None].expand(len(draws), -1, -1))[:, 0]  # (D, M, C)
+        accs = [(s.argmax(-1) == yte).float().mean().item() * 100 for s in scores]
+        mean = sum(accs) / len(accs)
+        std = math.sqrt(sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1))
+        rows.append({"shots": shots, "accuracy": mean, "std": std, "draws": accs})
+    return {"protocol": "fewshot", "features": names[0], "accuracy": rows[-1]["accuracy"],
+            "std": rows[-1]["std"], "shots": rows[-1]["shots"], "per_shots": rows}
+
+
+RUNNERS = {"knn": run_knn, "linear": run_linear, "fewshot": run_fewshot}
+
+
+def default_output_dir(cfg: EvalConfig, protocol: str, dataset: str) -> Path:
+    if cfg.checkpoint != "random":
+        path = encoders.checkpoint_file(cfg.checkpoint)
+        if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+            return path.parent.parent / "eval" / f"{protocol}-{dataset}"
+        return Path("evals") / f"{path.stem}-{protocol}-{dataset}"
+    return Path("evals") / f"random-{protocol}-{dataset}"
+
+
+def markdown(result: dict) -> str:
+    head = (f"**{result['protocol']}** on {result['dataset']} ({result['test_split']}, {result['test_images']} images), "
+            f"{result['method']} encoder from `{result['checkpoint']}`: **{result['accuracy']:.2f} %**\n")
+    rows = result.get("per_block") or result.get("per_shots")
+    if not rows:
+        return head
+    cols = [k for k in rows[0] if k != "draws"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k]) for k in cols) + " |")
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
+def evaluate(protocol: str, cfg: EvalConfig, progress: bool = True) -> dict:
+    """Run one protocol and write results.json, results.md and config.yaml; returns the results."""
+    if protocol not in RUNNERS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(RUNNERS)}")
+    t0 = time.time()
+    ev = Evaluation(cfg, progress=progress)
+    result = RUNNERS[protocol](ev)
+    result = {"protocol": protocol, **ev.describe(), **result, "seconds": round(time.time() - t0, 1)}
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg, protocol, ev.train.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(result))
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    result["output_dir"] = str(out)
+    return result
