@@ -9,14 +9,18 @@ from vitssl.config import load_config
 from vitssl.training.trainer import pretrain
 
 
+EXTRA = {"sit": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],
+         "gmml": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],
+         "mae": ["method.decoder_dim=64", "method.decoder_depth=2", "method.decoder_heads=2"]}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sit", "gmml"])
+@pytest.mark.parametrize("method", ["sit", "gmml", "mae"])
 def test_pretrain_on_cifar_subset_loss_falls(cifar_root, tmp_path, method):
-    cfg = load_config(f"{method}_cifar10", TINY_MODEL + [
+    cfg = load_config(f"{method}_cifar10", TINY_MODEL + EXTRA[method] + [
         f"data.root={cifar_root}", "data.limit=640", "data.num_workers=2", "train.batch_size=32",
-        "train.epochs=3", "optim.base_lr=1e-2", "optim.warmup_epochs=0.25", "method.proj_hidden=256",
-        "method.proj_dim=64", "method.recon_blocks=null", "log.every_steps=1", "log.images_every=1", "log.progress=false",
-        f"output_dir={tmp_path / 'run'}"])
+        "train.epochs=3", "optim.base_lr=1e-2", "optim.warmup_epochs=0.25", "log.every_steps=1",
+        "log.images_every=1", "log.progress=false", f"output_dir={tmp_path / 'run'}"])
     summary = pretrain(cfg)
     assert summary["step"] == 60 and summary["dataset"]["images"] == 640
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ import torch
 from vitssl.config import load_config
 from vitssl.errors import ConfigError
 from vitssl.methods.randsac import BlobSegmenter, SquareSegmenter, serialise
-from vitssl.methods.randsac.serialise import gather_tokens
+from vitssl.models.patches import gather_tokens
 
 GRID = (8, 8)
 

@@ -1,6 +1,6 @@
 """Pre-training methods, each in its own package; none imports another."""
 
-from vitssl.methods import randsac, registry, sit
+from vitssl.methods import mae, randsac, registry, sit
 from vitssl.methods.registry import MethodSpec
 
 registry.register(MethodSpec("sit", sit.SiTConfig, sit.build,
@@ -9,3 +9,5 @@ registry.register(MethodSpec("gmml", sit.GMMLConfig, sit.build, "pure GMML: grou
 registry.register(MethodSpec("randsac", randsac.RandSACConfig, randsac.build,
                              "RandSAC: autoregressive prediction of randomly ordered, hierarchical segments",
                              defaults=randsac.DEFAULTS))
+registry.register(MethodSpec("mae", mae.MAEConfig, mae.build, "MAE baseline: masked-autoencoder pixel reconstruction",
+                             defaults=mae.DEFAULTS))

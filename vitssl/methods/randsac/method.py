@@ -16,9 +16,9 @@ from vitssl.methods.base import Method
 from vitssl.methods.randsac.decoder import Decoder
 from vitssl.methods.randsac.masks import MaskBuilder
 from vitssl.methods.randsac.segments import build_segmenter
-from vitssl.methods.randsac.serialise import Serial, gather_tokens, serialise
+from vitssl.methods.randsac.serialise import Serial, serialise
 from vitssl.models.attention import flex_attention, flex_available
-from vitssl.models.patches import patchify, unpatchify
+from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.vit import VisionTransformer, encoder_from_config
 
 # a few anchors of the viridis colour map, to colour segments by their serial rank
@@ -58,10 +58,7 @@ class RandSAC(Method):
 
     def target_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, P*P*C) regression targets, each patch standardised if norm_pix."""
-        t = patchify(x.float(), self.encoder.patch_size)
-        if self.cfg.norm_pix:
-            t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
-        return t
+        return patch_targets(x, self.encoder.patch_size, self.cfg.norm_pix)
 
     def predict(self, x: torch.Tensor, serial: Serial | None = None):
         """Predictions (B, Nd, P*P*C) for the target tokens (B, Nd) of a serial order; also the plan."""

@@ -56,7 +56,3 @@ def serialise(seg: Segmentation, order: str = "random", generator=None) -> Seria
     perm = (token_rank * n + tokens).argsort(1)  # by segment rank, then row-major inside the segment
     return Serial(perm, token_rank.gather(1, perm), nonempty.sum(1), seg.equal_size)
 
-
-def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, N, C), index (B, M) -> (B, M, C): x[b, index[b, i]]."""
-    return torch.gather(x, 1, index[..., None].expand(-1, -1, x.shape[-1]))
