@@ -160,12 +160,20 @@ class LogConfig:
     images_every: int = 10  # PNG of what the method sees and predicts, every N epochs (0: never)
     tensorboard: bool = True
     progress: bool = True
+    knn_every: int = 0  # k-NN accuracy + collapse signals every N epochs (0: off); needs labels
+    knn_split: str = "test"  # the held-out split it classifies
+    knn_train: int = 5000  # class-balanced images of data.split used as neighbours
+    knn_test: int = 2000  # class-balanced images of knn_split classified
+    knn_k: int = 20
 
     def check(self, p: str) -> None:
         require(self.every_steps >= 1, f"{p}.every_steps", "must be at least 1")
         require(self.checkpoint_every >= 0, f"{p}.checkpoint_every", "must be 0 or more")
         require(self.checkpoint_minutes > 0, f"{p}.checkpoint_minutes", "must be positive")
         require(self.images_every >= 0, f"{p}.images_every", "must be 0 or more")
+        require(self.knn_every >= 0, f"{p}.knn_every", "must be 0 (off) or more")
+        require(self.knn_train >= 1 and self.knn_test >= 1 and self.knn_k >= 1, f"{p}.knn_train",
+                "log.knn_test and log.knn_k must be at least 1")
 
 
 @dataclass

@@ -21,6 +21,11 @@ from vitssl.data.dataset import ImageDataset, default_cache_dir
 from vitssl.models.vit import VisionTransformer
 
 POOLS = ("cls", "avg", "cls+avg")
+CLS_METHODS = ("sit", "gmml")  # methods that train their CLS token; the others are read by mean pooling
+
+
+def default_pool(method: str) -> str:
+    return "cls" if method in CLS_METHODS else "avg"
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:

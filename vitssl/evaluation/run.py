@@ -17,12 +17,11 @@ from vitssl.data.dataset import ImageDataset, load_dataset
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation import encoders
 from vitssl.evaluation.config import EvalConfig
-from vitssl.evaluation.features import cached_extract
+from vitssl.evaluation.features import cached_extract, default_pool
 from vitssl.evaluation.knn import accuracy, knn_predict
 from vitssl.evaluation.linear import train_probes
 
 PROTOCOLS = ("knn", "linear", "fewshot")
-CLS_METHODS = ("sit", "gmml")  # methods trained through their CLS token
 
 
 def _pretrain_sections(source: str) -> dict:
@@ -90,7 +89,7 @@ class Evaluation:
             raise DataError(f"splits '{self.train.split}' and '{self.test.split}' have different classes")
         self.num_classes = len(self.train.classes)
         pool = cfg.features.pool
-        self.pool = pool if pool != "auto" else ("cls" if self.info["method"] in CLS_METHODS else "avg")
+        self.pool = pool if pool != "auto" else default_pool(self.info["method"])
         depth = self.encoder.depth
         self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
         self._preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain

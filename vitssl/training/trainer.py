@@ -32,6 +32,7 @@ from vitssl.methods import registry
 from vitssl.training import checkpoint as ckpt
 from vitssl.training.images import save_grid
 from vitssl.training.logger import RunLogger
+from vitssl.training.monitor import KNNMonitor
 from vitssl.training.optim import build_optimizer, set_hyperparams
 from vitssl.training.plots import plot_metrics
 from vitssl.training.schedules import cosine, warmup_cosine
@@ -118,6 +119,8 @@ class Trainer:
         self.trainable = [p for p in self.method.parameters() if p.requires_grad]
         self.peak_lr = cfg.optim.base_lr * tc.batch_size / 256
         self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.monitor = KNNMonitor.maybe(cfg, method=cfg.method.name, patch_size=cfg.model.patch_size) \
+            if dist.is_main() else None
         self.step = 0
         if resume:
             self._restore(self.out / "checkpoints" / "last.pt")
@@ -315,6 +318,12 @@ class Trainer:
             shutil.copyfile(self.out / "checkpoints" / "last.pt", self.out / "checkpoints" / f"epoch_{epoch:04d}.pt")
         if picture_batch is not None and log.images_every and epoch % log.images_every == 0:
             self._pictures(picture_batch, logger, epoch=epoch)
+        if log.knn_every and epoch % log.knn_every == 0:
+            if self.monitor is not None:
+                with self._autocast():
+                    values = self.monitor(self.method.encoder, self.device)
+                logger.log(self.step, {"epoch": epoch, **values})
+            dist.barrier()
 
     @torch.no_grad()
     def _pictures(self, images: torch.Tensor, logger: Optional[RunLogger], epoch: int = 0, final: bool = False):
