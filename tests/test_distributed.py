@@ -1,5 +1,6 @@
 """The distributed path on CPU with gloo: the same code as a single process, with global statistics."""
 
+import json
 import os
 import subprocess
 import sys
@@ -60,8 +61,9 @@ def test_torchrun_two_processes_pretrain(tmp_path):
     state = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 8
     assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])  # each process its own stream
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 8  # logged once, by rank 0
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # logged once, by rank 0
+    assert [r["epoch"] for r in rows if "knn_acc" in r] == [1, 2]  # the monitor (quickstart's) on rank 0 only
 
 
 @pytest.mark.parametrize("world", [2])
