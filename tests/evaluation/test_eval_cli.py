@@ -122,3 +122,25 @@ def test_arch_inference_from_timm_weights():
     arch = arch_from_state(state)
     assert (arch["embed_dim"], arch["depth"], arch["num_heads"], arch["img_size"], arch["mlp_ratio"]) == \
         (384, 12, 6, 64, 4.0)
+
+
+def test_finetune_with_layer_decay_and_a_time_budget(run, tmp_path):
+    from vitssl.evaluation.finetune import layer_decay_groups
+    from vitssl.models.vit import build_vit
+
+    groups = layer_decay_groups(build_vit(arch="vit_tiny", img_size=32, patch_size=4, depth=2, num_classes=10),
+                                0.05, 0.5)
+    scale = {round(g["lr_scale"], 4) for g in groups}
+    assert scale == {0.125, 0.25, 0.5, 1.0}  # embeddings, blocks 1 and 2, head (+ final norm)
+    assert all(g["weight_decay"] == 0 for g in groups if all(p.ndim <= 1 for p in g["params"]))
+    ft = FAST + ["finetune.batch_size=16", "finetune.epochs=2", "finetune.eval_every=1", "finetune.warmup_epochs=0.5",
+                 f"output_dir={tmp_path / 'ft'}"]
+    res = evaluate("finetune", eval_config(str(run), ft), progress=False)
+    assert res["protocol"] == "finetune" and res["steps"] == 8 and [r["epoch"] for r in res["per_epoch"]] == [1, 2]
+    assert (tmp_path / "ft" / "finetuned.pt").is_file()
+    rows = [json.loads(r) for r in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert any("test_accuracy" in r for r in rows)
+    # a budget far below the epochs asked for stops early and still reports
+    res = evaluate("finetune", eval_config("random", TINY_MODEL + ft + ["data.image_size=32", "finetune.epochs=500",
+                                                                      "finetune.max_minutes=0.02"]), progress=False)
+    assert 6 <= res["steps"] < 2000 and res["method"] == "random"

@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=10")
     pre.set_defaults(func=cmd_pretrain)
-    ev = sub.add_parser("eval", help="evaluate an encoder: k-NN, linear probe, few-shot", epilog=EXAMPLES,
+    ev = sub.add_parser("eval", help="evaluate an encoder: k-NN, linear probe, few-shot, fine-tuning", epilog=EXAMPLES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ev.add_argument("protocol", choices=["knn", "linear", "fewshot"])
+    ev.add_argument("protocol", choices=["knn", "linear", "fewshot", "finetune"])
     ev.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
                     help="run folder, checkpoint .pt, exported .safetensors, timm state dict, or 'random'")
     ev.add_argument("--config", help="YAML file of evaluation settings (optional)")

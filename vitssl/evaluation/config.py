@@ -69,6 +69,44 @@ class FewShotConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Whole-network fine-tuning (MAE/DeiT practice); `max_minutes` gives runs of equal wall-clock budget."""
+
+    epochs: int = 100
+    max_minutes: Optional[float] = None  # the schedule spans the steps that fit (measured after a few steps)
+    batch_size: int = 128
+    base_lr: float = 1e-3  # for a batch of 256
+    min_lr: float = 1e-6
+    warmup_epochs: float = 5.0
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75  # block i's lr is base * layer_decay ** (depth + 1 - i)
+    drop_path: float = 0.1
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    randaug_ops: int = 2  # RandAugment: ops per image ...
+    randaug_magnitude: float = 9.0  # ... and their magnitude (0-10); ops 0 turns it off
+    mixup: float = 0.8  # Beta alpha; 0: off
+    cutmix: float = 1.0
+    mix_prob: float = 1.0
+    label_smoothing: float = 0.1
+    eval_every: int = 10  # test accuracy every N epochs (and at the end)
+
+    def check(self, p: str) -> None:
+        require(self.epochs >= 1 and self.batch_size >= 2, f"{p}.epochs", "must be >= 1 (batch_size >= 2)")
+        require(self.max_minutes is None or self.max_minutes > 0, f"{p}.max_minutes", "must be positive or null")
+        require(self.base_lr > 0 and self.min_lr >= 0, f"{p}.base_lr", "must be positive (min_lr 0 or more)")
+        require(0 < self.layer_decay <= 1, f"{p}.layer_decay", "must be in (0, 1]")
+        require(0 <= self.drop_path < 1, f"{p}.drop_path", "must be in [0, 1)")
+        lo, hi = self.crop_scale
+        require(0 < lo <= hi <= 1, f"{p}.crop_scale", "must be [min, max] with 0 < min <= max <= 1")
+        require(self.randaug_ops >= 0 and 0 <= self.randaug_magnitude <= 10, f"{p}.randaug_magnitude",
+                "must be in [0, 10] (randaug_ops 0 or more)")
+        require(self.mixup >= 0 and self.cutmix >= 0 and 0 <= self.mix_prob <= 1, f"{p}.mixup",
+                "and finetune.cutmix must be 0 (off) or positive, mix_prob in [0, 1]")
+        require(0 <= self.label_smoothing < 1, f"{p}.label_smoothing", "must be in [0, 1)")
+        require(self.eval_every >= 1, f"{p}.eval_every", "must be at least 1")
+
+
+@dataclass
 class EvalConfig:
     checkpoint: str = "random"  # run folder, .pt, .safetensors, timm state dict, or 'random'
     model: ModelConfig = field(default_factory=ModelConfig)  # shapes a random encoder; timm files: num_heads
@@ -78,6 +116,7 @@ class EvalConfig:
     knn: KNNConfig = field(default_factory=KNNConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     output_dir: Optional[str] = None  # None: RUN/eval/<protocol>-<dataset> for a run, else evals/<...>
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
@@ -87,3 +126,4 @@ class EvalConfig:
         if self.checkpoint == "random":
             require(size % patch == 0, "data.image_size",
                     f"({size}) must be a multiple of model.patch_size ({patch})")
+

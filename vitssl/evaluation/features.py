@@ -39,7 +39,7 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
     raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
 
 
-def _batches(ds: ImageDataset, batch_size: int, num_workers: int) -> Iterator[torch.Tensor]:
+def batches(ds: ImageDataset, batch_size: int, num_workers: int) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, S, S) batches in dataset order."""
     if ds.in_memory:
         for i in range(0, len(ds), batch_size):
@@ -65,7 +65,7 @@ def extract(encoder: VisionTransformer, ds: ImageDataset, *, blocks: list[int], 
     out: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
     dtype = torch.bfloat16 if device.type == "cuda" else None
     bar = tqdm(total=len(ds), unit="img", desc=f"features {ds.name}/{ds.split}", disable=not progress, leave=False)
-    for images in _batches(ds, batch_size, num_workers):
+    for images in batches(ds, batch_size, num_workers):
         x = preprocess(images.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             tokens = encoder.forward_intermediates(x, blocks, norm=True)

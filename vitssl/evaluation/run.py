@@ -19,9 +19,9 @@ from vitssl.evaluation import encoders
 from vitssl.evaluation.config import EvalConfig
 from vitssl.evaluation.features import cached_extract, default_pool
 from vitssl.evaluation.knn import accuracy, knn_predict
+from vitssl.evaluation.finetune import run_finetune
 from vitssl.evaluation.linear import train_probes
 
-PROTOCOLS = ("knn", "linear", "fewshot")
 
 
 def _pretrain_sections(source: str) -> dict:
@@ -92,12 +92,13 @@ class Evaluation:
         self.pool = pool if pool != "auto" else default_pool(self.info["method"])
         depth = self.encoder.depth
         self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
-        self._preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain
+        self.preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain
+        self.out: Optional[Path] = None
 
     def features(self, ds: ImageDataset) -> dict[int, torch.Tensor]:
         c = self.cfg
         return cached_extract(self.encoder, self.info["id"], ds, blocks=sorted(set(self.blocks)), pool=self.pool,
-                              preprocess=self._preprocess, image_size=c.data.image_size, mean=c.data.mean,
+                              preprocess=self.preprocess, image_size=c.data.image_size, mean=c.data.mean,
                               std=c.data.std, cache=c.features.cache, batch_size=c.features.batch_size,
                               device=self.device, num_workers=c.data.num_workers, progress=self.progress)
 
@@ -206,7 +207,7 @@ def run_fewshot(ev: Evaluation) -> dict:
             "std": rows[-1]["std"], "shots": rows[-1]["shots"], "per_shots": rows}
 
 
-RUNNERS = {"knn": run_knn, "linear": run_linear, "fewshot": run_fewshot}
+RUNNERS = {"knn": run_knn, "linear": run_linear, "fewshot": run_fewshot, "finetune": run_finetune}
 
 
 def default_output_dir(cfg: EvalConfig, protocol: str, dataset: str) -> Path:
@@ -221,7 +222,7 @@ def default_output_dir(cfg: EvalConfig, protocol: str, dataset: str) -> Path:
 def markdown(result: dict) -> str:
     head = (f"**{result['protocol']}** on {result['dataset']} ({result['test_split']}, {result['test_images']} images), "
             f"{result['method']} encoder from `{result['checkpoint']}`: **{result['accuracy']:.2f} %**\n")
-    rows = result.get("per_block") or result.get("per_shots")
+    rows = result.get("per_block") or result.get("per_shots") or result.get("per_epoch")
     if not rows:
         return head
     cols = [k for k in rows[0] if k != "draws"]
@@ -237,10 +238,10 @@ def evaluate(protocol: str, cfg: EvalConfig, progress: bool = True) -> dict:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(RUNNERS)}")
     t0 = time.time()
     ev = Evaluation(cfg, progress=progress)
+    out = ev.out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg, protocol, ev.train.name)
+    out.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[protocol](ev)
     result = {"protocol": protocol, **ev.describe(), **result, "seconds": round(time.time() - t0, 1)}
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg, protocol, ev.train.name)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(markdown(result))
     import yaml
