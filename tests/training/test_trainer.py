@@ -98,3 +98,12 @@ def test_bf16_autocast_on_cpu(tmp_path):
     assert summary["precision"] == "bf16"
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["loss"] == row["loss"]  # finite, not NaN
+
+
+def test_wall_clock_budget_fixes_the_schedule(tmp_path):
+    summary = pretrain(load_config(None, tiny_overrides(tmp_path, "train.epochs=1000", "train.max_minutes=0.03",
+                                                        "log.images_every=0")))
+    assert 6 <= summary["total_steps"] == summary["step"] < 4000  # 1000 epochs would be 4000 steps
+    assert summary["seconds"] < 0.03 * 60 * 1.5 + 5
+    state = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["budget_set"] and state["total_steps"] == summary["total_steps"]

@@ -140,6 +140,8 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 100
     max_steps: Optional[int] = None  # stop after this many optimiser steps (the schedule still spans `epochs`)
+    # wall-clock budget: the schedules span the steps that fit (timed on the first steps; warm-up capped at 10 %)
+    max_minutes: Optional[float] = None
     batch_size: int = 256  # global: summed over processes and accumulation steps
     accum_steps: int = 1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
@@ -148,6 +150,7 @@ class TrainConfig:
     def check(self, p: str) -> None:
         require(self.epochs >= 1, f"{p}.epochs", "must be at least 1")
         require(self.max_steps is None or self.max_steps >= 1, f"{p}.max_steps", "must be at least 1 or null")
+        require(self.max_minutes is None or self.max_minutes > 0, f"{p}.max_minutes", "must be positive or null")
         require(self.batch_size >= 2, f"{p}.batch_size", "must be at least 2")
         require(self.accum_steps >= 1, f"{p}.accum_steps", "must be at least 1")
 
