@@ -144,3 +144,16 @@ def test_finetune_with_layer_decay_and_a_time_budget(run, tmp_path):
     res = evaluate("finetune", eval_config("random", TINY_MODEL + ft + ["data.image_size=32", "finetune.epochs=500",
                                                                       "finetune.max_minutes=0.02"]), progress=False)
     assert 6 <= res["steps"] < 2000 and res["method"] == "random"
+
+
+def test_report_gathers_runs_into_a_table_with_plots(run, tmp_path):
+    evaluate("fewshot", eval_config(str(run), FAST), progress=False)
+    evaluate("knn", eval_config(str(run), FAST), progress=False)
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--images", "3"]) == 0
+    res = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {(r["protocol"], r["dataset"]) for r in res["rows"]} >= {("fewshot", "synthetic"), ("knn", "synthetic")}
+    md = (tmp_path / "rep" / "results.md").read_text()
+    assert "| run | method |" in md and "knn synthetic" in md and "±" in md
+    for png in ("loss.png", "fewshot.png", f"attention_{run.name}.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 1000
+    assert main(["report", str(tmp_path)]) == 2  # not a run folder

@@ -106,3 +106,21 @@ def test_load_encoder_state_rejects_other_architecture():
         small().load_encoder_state(small(depth=4).state_dict())
     with pytest.raises(CheckpointError, match="shape"):
         small().load_encoder_state(small(embed_dim=64).state_dict())
+
+
+def test_cls_attention_is_the_attention_the_block_applies():
+    import torch.nn.functional as F
+
+    from vitssl.models.vit import build_vit
+
+    vit = build_vit(arch="vit_tiny", img_size=32, patch_size=8, depth=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    attn = vit.cls_attention(x)  # (B, h, N) over the 16 patches
+    assert attn.shape == (2, 3, 16) and (attn.sum(-1) < 1).all()
+    tokens = vit.blocks[0](vit.embed(x))
+    blk = vit.blocks[1]
+    b, n, d = tokens.shape
+    q, k, v = blk.attn.qkv(blk.norm1(tokens)).reshape(b, n, 3, 3, d // 3).permute(2, 0, 3, 1, 4).unbind(0)
+    full = F.scaled_dot_product_attention(q, k, v)[:, :, 0]  # the CLS query's output, per head
+    weights = torch.cat([1 - attn.sum(-1, keepdim=True), attn], -1)  # CLS-to-CLS weight is the rest
+    assert torch.allclose((weights[..., None] * v).sum(2), full, atol=1e-5)

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   vitssl eval linear --checkpoint runs/sit-20261123-101500 features.sweep=true
   vitssl eval fewshot --checkpoint model.safetensors data.root=~/other_dataset   # transfer
   vitssl export runs/sit-20261123-101500 --out sit_tiny.safetensors
+  vitssl report runs/sit-20261123-101500 runs/randsac-20261123-120000 --out report
 """
 
 
@@ -87,6 +88,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from vitssl.evaluation.report import report
+
+    result = report(args.runs, args.out, args.images)
+    print(f"wrote {args.out}/results.md, results.json and {', '.join(result['plots']) or 'no plots'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitssl", description="Self-supervised pre-training of Vision Transformers.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("checkpoint", metavar="RUN_OR_FILE")
     ex.add_argument("--out", required=True, help="output file (.safetensors is added if missing)")
     ex.set_defaults(func=cmd_export)
+    rep = sub.add_parser("report", help="one table, plots and attention maps for several runs and their evaluations")
+    rep.add_argument("runs", nargs="+", metavar="RUN")
+    rep.add_argument("--out", default="report", help="output folder (default: report)")
+    rep.add_argument("--images", type=int, default=6, help="images in the attention pictures")
+    rep.set_defaults(func=cmd_report)
     met = sub.add_parser("methods", help="list the pre-training methods")
     met.set_defaults(func=cmd_methods)
     return p

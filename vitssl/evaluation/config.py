@@ -110,8 +110,9 @@ class FinetuneConfig:
 class EvalConfig:
     checkpoint: str = "random"  # run folder, .pt, .safetensors, timm state dict, or 'random'
     model: ModelConfig = field(default_factory=ModelConfig)  # shapes a random encoder; timm files: num_heads
-    data: DataConfig = field(default_factory=DataConfig)  # data.split: the split probes train on
+    data: DataConfig = field(default_factory=DataConfig)  # data.split: the split probes train on (data.limit: its size)
     test_split: str = "test"
+    test_limit: Optional[int] = None  # class-balanced subset of the test split; null: all of it
     features: FeatureConfig = field(default_factory=FeatureConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
@@ -122,6 +123,7 @@ class EvalConfig:
     seed: int = 0
 
     def check(self, p: str) -> None:
+        require(self.test_limit is None or self.test_limit >= 1, "test_limit", "must be at least 1 or null")
         size, patch = self.data.image_size, self.model.patch_size
         if self.checkpoint == "random":
             require(size % patch == 0, "data.image_size",

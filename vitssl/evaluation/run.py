@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -80,7 +81,8 @@ class Evaluation:
             raise ConfigError(f"config key 'data.image_size' ({cfg.data.image_size}) must be a multiple of the "
                               f"checkpoint's patch size ({patch})")
         self.train = load_dataset(cfg.data, cfg.data.split, seed=cfg.seed, min_side=patch, progress=progress)
-        self.test = load_dataset(cfg.data, cfg.test_split, seed=cfg.seed, min_side=patch, progress=progress)
+        test_data = dataclasses.replace(cfg.data, limit=cfg.test_limit)
+        self.test = load_dataset(test_data, cfg.test_split, seed=cfg.seed, min_side=patch, progress=progress)
         for ds in (self.train, self.test):
             if not ds.labelled:
                 raise DataError(f"split '{ds.split}' of '{cfg.data.root}' has no class labels; evaluation needs "

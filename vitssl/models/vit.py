@@ -206,6 +206,20 @@ class VisionTransformer(nn.Module):
         by_index = dict(zip(sorted(set(idx)), outs))
         return [self.norm(by_index[i]) if norm else by_index[i] for i in idx]
 
+    @torch.no_grad()
+    def cls_attention(self, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+        """Attention of the CLS token to every patch in `block` (default the last), per head: (B, heads, N)."""
+        block = block % self.depth
+        tokens = self.embed(x)
+        for earlier in self.blocks[:block]:
+            tokens = earlier(tokens)
+        blk = self.blocks[block]
+        b, n, d = tokens.shape
+        h = blk.attn.num_heads
+        q, k, _ = blk.attn.qkv(blk.norm1(tokens)).reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q[:, :, :1] @ k.transpose(-2, -1) * (d // h) ** -0.5).softmax(-1)  # (B, h, 1, 1 + N)
+        return attn[:, :, 0, 1:]
+
     def pool(self, tokens: torch.Tensor, how: Optional[str] = None) -> torch.Tensor:
         """(B, 1 + N, D) -> (B, D): CLS token ('token') or mean of patch tokens ('avg')."""
         how = how or self.global_pool

@@ -1,4 +1,4 @@
-"""Save rows of images as one labelled PNG grid (no torchvision needed)."""
+"""Save rows of images as one labelled PNG grid (no torchvision needed), and colour maps for heat maps."""
 
 from __future__ import annotations
 
@@ -30,3 +30,17 @@ def save_grid(rows: dict[str, torch.Tensor], path: str | Path, scale: int | None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+# a few anchors of the viridis colour map (dark blue -> yellow)
+_VIRIDIS = torch.tensor([[0.267, 0.005, 0.329], [0.229, 0.322, 0.546], [0.128, 0.567, 0.551],
+                         [0.369, 0.789, 0.383], [0.993, 0.906, 0.144]])
+
+
+def colormap(t: torch.Tensor) -> torch.Tensor:
+    """Values in [0, 1], any shape -> RGB in a new last dimension."""
+    x = t.float().clamp(0, 1) * (len(_VIRIDIS) - 1)
+    lo = x.floor().long().clamp(max=len(_VIRIDIS) - 2)
+    w = (x - lo)[..., None]
+    c = _VIRIDIS.to(t.device)
+    return c[lo] * (1 - w) + c[lo + 1] * w

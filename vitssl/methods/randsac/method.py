@@ -20,20 +20,7 @@ from vitssl.methods.randsac.serialise import Serial, serialise
 from vitssl.models.attention import flex_attention, flex_available
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.vit import VisionTransformer, encoder_from_config
-
-# a few anchors of the viridis colour map, to colour segments by their serial rank
-_VIRIDIS = torch.tensor([[0.267, 0.005, 0.329], [0.229, 0.322, 0.546], [0.128, 0.567, 0.551],
-                         [0.369, 0.789, 0.383], [0.993, 0.906, 0.144]])
-
-
-def colormap(t: torch.Tensor) -> torch.Tensor:
-    """Values in [0, 1], any shape -> RGB in the last dimension."""
-    x = t.clamp(0, 1) * (len(_VIRIDIS) - 1)
-    lo = x.floor().long().clamp(max=len(_VIRIDIS) - 2)
-    w = (x - lo)[..., None]
-    c = _VIRIDIS.to(t.device)
-    return c[lo] * (1 - w) + c[lo + 1] * w
-
+from vitssl.training.images import colormap
 
 class RandSAC(Method):
     def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):
