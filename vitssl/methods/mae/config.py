@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from vitssl.config.schema import require
+from vitssl.config.schema import check_decoder, require
 
 
 @dataclass
@@ -20,12 +20,7 @@ class MAEConfig:
 
     def check(self, p: str) -> None:
         require(0 < self.mask_ratio < 1, f"{p}.mask_ratio", "must be in (0, 1)")
-        require(self.decoder_dim >= 1 and self.decoder_depth >= 1, f"{p}.decoder_dim",
-                "and method.decoder_depth must be at least 1")
-        require(self.decoder_heads >= 1 and self.decoder_dim % self.decoder_heads == 0, f"{p}.decoder_dim",
-                f"({self.decoder_dim}) must be divisible by method.decoder_heads ({self.decoder_heads})")
-        require(self.decoder_dim % 4 == 0, f"{p}.decoder_dim", "must be divisible by 4 (sin-cos positions)")
-        require(self.decoder_mlp_ratio > 0, f"{p}.decoder_mlp_ratio", "must be positive")
+        check_decoder(self, p)
 
     def check_with(self, cfg) -> None:
         n = (cfg.data.image_size // cfg.model.patch_size) ** 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from vitssl.config.schema import require
+from vitssl.config.schema import check_decoder, require
 
 
 def divisors(n: int) -> list[int]:
@@ -45,12 +45,7 @@ class RandSACConfig:
         require(0 <= lo <= hi <= 1, f"{p}.blob_mean_range", "must be [min, max] with 0 <= min <= max <= 1")
         lo, hi = self.blob_scale_range
         require(0 < lo <= hi, f"{p}.blob_scale_range", "must be [min, max] with 0 < min <= max")
-        require(self.decoder_dim >= 1 and self.decoder_depth >= 1, f"{p}.decoder_dim",
-                "and method.decoder_depth must be at least 1")
-        require(self.decoder_heads >= 1 and self.decoder_dim % self.decoder_heads == 0, f"{p}.decoder_dim",
-                f"({self.decoder_dim}) must be divisible by method.decoder_heads ({self.decoder_heads})")
-        require(self.decoder_dim % 4 == 0, f"{p}.decoder_dim", "must be divisible by 4 (sin-cos positions)")
-        require(self.decoder_mlp_ratio > 0, f"{p}.decoder_mlp_ratio", "must be positive")
+        check_decoder(self, p)
 
     def check_with(self, cfg) -> None:
         """Segment sizes must tile the token grid of the configured image and patch size."""
