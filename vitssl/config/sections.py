@@ -140,7 +140,7 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 100
     max_steps: Optional[int] = None  # stop after this many optimiser steps (the schedule still spans `epochs`)
-    # wall-clock budget: the schedules span the steps that fit (timed on the first steps; warm-up capped at 10 %)
+    # wall-clock budget: the schedules span the steps that fit (re-timed every 10 steps; warm-up capped at 10 %)
     max_minutes: Optional[float] = None
     batch_size: int = 256  # global: summed over processes and accumulation steps
     accum_steps: int = 1

@@ -119,7 +119,8 @@ class Trainer:
         self.trainable = [p for p in self.method.parameters() if p.requires_grad]
         self.peak_lr = cfg.optim.base_lr * tc.batch_size / 256
         self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
-        self.budget_set = tc.max_minutes is None  # else: total_steps is fixed once the first steps are timed
+        self.epoch_total, self.step_cap, self.cfg_warmup = self.total_steps, self.stop_at, self.warmup_steps
+        self.budget_set = tc.max_minutes is None  # else: total_steps is re-timed every 10 steps
         self.monitor = KNNMonitor.maybe(cfg, method=cfg.method.name, patch_size=cfg.model.patch_size) \
             if dist.is_main() else None
         self.step = 0
@@ -194,7 +195,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint '{path}' does not fit this model: {str(e).splitlines()[0]}") from None
         self.scaler.load_state_dict(state["scaler"])
         if self.cfg.train.max_minutes is not None and state.get("budget_set"):
-            self._fix_schedule(int(state["total_steps"]))
+            self._fix_schedule(int(state["total_steps"]), final=True)
         elif state.get("total_steps") != self.total_steps:
             print(f"note: the schedule now spans {self.total_steps} steps (was {state.get('total_steps')})",
                   file=sys.stderr)
@@ -234,15 +235,16 @@ class Trainer:
         self.scaler.update()
         return logs
 
-    def _fix_schedule(self, total: int) -> None:
-        """Make the schedules span `total` steps (a wall-clock budget's worth)."""
-        self.total_steps = min(self.total_steps, max(total, 1))
-        self.stop_at = min(self.stop_at, self.total_steps)
-        self.warmup_steps = min(self.warmup_steps, self.total_steps // 10)
-        self.budget_set = True
+    def _fix_schedule(self, total: int, final: bool) -> None:
+        """Make the schedules span `total` steps (a wall-clock budget's worth); `final` freezes them."""
+        self.total_steps = min(self.epoch_total, max(total, self.step + 1))
+        self.stop_at = min(self.step_cap, self.total_steps)
+        self.warmup_steps = min(self.cfg_warmup, self.total_steps // 10)
+        self.budget_set = final
 
     def _budget_steps(self, started: float, timed_from: float, timed_steps: int) -> int:
-        """Steps that fit train.max_minutes, from the time of the last `timed_steps` steps (agreed by all ranks)."""
+        """Steps that fit train.max_minutes at the mean time per step so far, hooks included (agreed by all
+        ranks). Re-timed through the run, so the schedule's end moves with the machine's real speed."""
         per_step = (time.perf_counter() - timed_from) / timed_steps
         left = self.cfg.train.max_minutes * 60 - (time.perf_counter() - started)
         fit = self.step + int(0.98 * left / per_step)  # 2 %: epoch-end checkpoints and pictures
@@ -277,10 +279,11 @@ class Trainer:
                     set_hyperparams(self.optimizer, lr, wd)
                     logs = self.train_step(images, labels)
                     self.step += 1
-                    if not self.budget_set and self.step == start_step + 1:
-                        t_timed = time.perf_counter()  # the first step (warm-up, allocation) is not timed
-                    elif not self.budget_set and self.step == start_step + 6:
-                        self._fix_schedule(self._budget_steps(t0, t_timed, 5))
+                    timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
+                    if not self.budget_set and timed == 0:
+                        t_timed = time.perf_counter()
+                    elif not self.budget_set and timed >= 5 and timed % 10 == 5:
+                        self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
                         bar.total = self.stop_at
                         bar.refresh()
                     extra = self.method.after_step(self.step, self.total_steps)
