@@ -105,4 +105,4 @@ def test_wall_clock_budget_fixes_the_schedule(tmp_path):
                                                         "log.images_every=0")))
     assert summary["total_steps"] == summary["step"] < 4000  # the schedule ends with the budget, not 1000 epochs
     state = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert state["budget_set"] and state["total_steps"] == summary["total_steps"]
+    assert state["budget"] and state["total_steps"] == summary["total_steps"]

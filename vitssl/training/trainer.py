@@ -174,7 +174,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "total_steps": self.total_steps,
-            "budget_set": self.budget_set,
+            "budget": self.cfg.train.max_minutes is not None,  # total_steps came from a wall-clock budget
             "world_size": self.world,
             "rng": rng,
             "method": self.cfg.method.name,
@@ -194,7 +194,7 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint '{path}' does not fit this model: {str(e).splitlines()[0]}") from None
         self.scaler.load_state_dict(state["scaler"])
-        if self.cfg.train.max_minutes is not None and state.get("budget_set"):
+        if self.cfg.train.max_minutes is not None and state.get("budget"):  # a resumed budget run keeps its end
             self._fix_schedule(int(state["total_steps"]), final=True)
         elif state.get("total_steps") != self.total_steps:
             print(f"note: the schedule now spans {self.total_steps} steps (was {state.get('total_steps')})",
