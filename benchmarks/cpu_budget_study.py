@@ -27,13 +27,18 @@ ROOT = Path(__file__).resolve().parent.parent
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 MODEL = ["model.arch=vit_tiny", "model.patch_size=4", "data.image_size=32"]
 
-# name: (config, overrides). Tuned variants are "<method>:<tag>".
+# name: (config, overrides). The study's entries use the CPU-budget configs (configs/cpu/, set from the
+# 5-minute trials); "<method>:<tag>" entries are those trials, on the full-length configs.
 ENTRIES = {
     "random": (None, ["model.pos_embed=learned"]),
-    "mae": ("mae_cifar10", []),
-    "gmml": ("gmml_cifar10", []),
-    "sit": ("sit_cifar10", []),
-    "randsac": ("randsac_cifar10", []),
+    "mae": ("cpu/mae_cifar10", []),
+    "gmml": ("cpu/gmml_cifar10", []),
+    "sit": ("cpu/sit_cifar10", []),
+    "randsac": ("cpu/randsac_cifar10", []),
+    "mae:shipped": ("mae_cifar10", []),
+    "gmml:shipped": ("gmml_cifar10", []),
+    "sit:shipped": ("sit_cifar10", []),
+    "randsac:shipped": ("randsac_cifar10", []),
     "mae:lr4x": ("mae_cifar10", ["optim.base_lr=6e-4"]),
     "gmml:lr2x": ("gmml_cifar10", ["optim.base_lr=1e-3"]),
     "sit:lr2x": ("sit_cifar10", ["optim.base_lr=1e-3"]),
