@@ -8,7 +8,7 @@ uninterrupted run would, whatever the number of workers.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset

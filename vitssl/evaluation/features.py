@@ -11,7 +11,6 @@ import json
 import os
 import tempfile
 import warnings
-from pathlib import Path
 from typing import Iterator
 
 import torch

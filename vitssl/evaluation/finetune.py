@@ -88,21 +88,22 @@ def run_finetune(ev) -> dict:
     mean = torch.tensor(ev.cfg.data.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(ev.cfg.data.std, device=device).view(1, 3, 1, 1)
     log = open(ev.out / "metrics.jsonl", "w")
-    curve, step, t0, budget_set = [], 0, time.perf_counter(), c.max_minutes is None
+    curve, step, t0, t_first = [], 0, time.perf_counter(), 0.0
     bar = tqdm(total=total, unit="step", desc="fine-tuning", disable=not ev.progress, dynamic_ncols=True)
     epoch, losses = 0, []
     while step < total:
         model.train()
         for images, labels in loader.epoch(epoch):
-            if not budget_set and step == 5:  # steps 1-5 timed (after the first): how many fit the budget
-                per_step = (time.perf_counter() - t_first) / 4
-                fit = int(c.max_minutes * 60 / per_step * 0.97)  # leave room for the evaluations
-                total = max(step + 1, min(total, fit))
-                warmup = min(warmup, total // 10)
-                bar.total = total
-                budget_set = True
-            if step == 1:
-                t_first = time.perf_counter()
+            if c.max_minutes is not None:  # re-timed every 10 steps: the schedule ends with the budget
+                now = time.perf_counter()
+                if step == 1:
+                    t_first = now  # the first step (allocation, warm-up) is not timed
+                elif step >= 5 and step % 10 == 5:
+                    per_step = (now - t_first) / (step - 1)
+                    left = c.max_minutes * 60 - (now - t0)
+                    total = max(step + 1, min(c.epochs * spe, step + int(0.97 * left / per_step)))
+                    warmup = min(round(c.warmup_epochs * spe), total // 10)
+                    bar.total = total
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(step, total, warmup, peak, c.min_lr) * g["lr_scale"]
             with torch.no_grad():

@@ -155,7 +155,7 @@ def run_linear(ev: Evaluation) -> dict:
     kw = dict(num_classes=ev.num_classes, epochs=c.epochs, batch_size=c.batch_size, weight_decay=c.weight_decay,
               momentum=c.momentum, seed=ev.cfg.seed)
     tr, te = tr.to(ev.device), te.to(ev.device)
-    ytr_d, yte_d = ytr.to(ev.device), yte.to(ev.device)
+    ytr_d = ytr.to(ev.device)
     chosen_lr = [0] * len(names)
     val_acc = None
     if len(names) * len(c.lrs) > 1:  # choose block and lr on held-out training images
