@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timeit, write  # noqa: E402
 
-from vitssl.methods.randsac.masks import MaskBuilder  # noqa: E402
+from vitssl.methods.randsac.masks import rank_mask  # noqa: E402
 from vitssl.methods.randsac.segments import SquareSegmenter  # noqa: E402
 from vitssl.methods.randsac.serialise import serialise  # noqa: E402
 from vitssl.models.attention import attend, flex_attention  # noqa: E402
@@ -53,12 +53,12 @@ def main() -> None:
         m = segment_side(grid)
         serial = serialise(SquareSegmenter(m)(a.batch, (grid, grid), dev), "random")
         rank = serial.rank[0]
-        dense = rank[:, None] >= rank[None, :]  # (N, N) encoder block-causal (no CLS here)
-        per_image = (serial.rank[:, :, None] >= serial.rank[:, None, :])[:, None]  # (B, 1, N, N)
+        dense = rank_mask(rank, rank, strict=False, flex=False)  # (N, N) block-causal, one for the batch
+        per_image = rank_mask(serial.rank, serial.rank, strict=False, flex=False)  # (B, 1, N, N)
         q, k, v = (torch.randn(a.batch, a.heads, n, 64, device=dev, dtype=dtype, requires_grad=True) for _ in range(3))
         variants = {"full (no mask)": None, "SDPA + static bool mask": dense, "SDPA + per-image bool mask": per_image}
         if flex_attention is not None:
-            variants["FlexAttention block mask"] = MaskBuilder(flex=True)._plan(rank, n, 0, None).dec_mask
+            variants["FlexAttention block mask"] = rank_mask(rank, rank, strict=False, flex=True)
         base = None
         for name, mask in variants.items():
             flex_cpu = name.startswith("Flex") and dev.type != "cuda"

@@ -11,11 +11,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vitssl.models.vit import VisionTransformer
+from vitssl.data.augment import Augment
+from vitssl.models.vit import VisionTransformer, encoder_from_config
 
 
 class Method(nn.Module):
     encoder: VisionTransformer
+
+    @classmethod
+    def from_config(cls, cfg) -> "Method":
+        """The method around a fresh encoder and batched augmentation, from a full Config."""
+        encoder = encoder_from_config(cfg.model, cfg.data.image_size)
+        augment = Augment(cfg.augment, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std)
+        return cls(encoder=encoder, cfg=cfg.method, augment=augment)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """uint8 images (B, 3, S, S) on the device -> {'loss': scalar, other logged scalars...}."""

@@ -13,7 +13,7 @@ from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.pos_embed import sincos_2d
-from vitssl.models.vit import Block, VisionTransformer, encoder_from_config
+from vitssl.models.vit import Block, VisionTransformer
 
 
 class MAEDecoder(nn.Module):
@@ -98,7 +98,4 @@ class MAE(Method):
                 "pasted": show(patches * (1 - m) + pred * m)}
 
 
-def build(cfg) -> MAE:
-    encoder = encoder_from_config(cfg.model, cfg.data.image_size)
-    augment = Augment(cfg.augment, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std)
-    return MAE(encoder=encoder, cfg=cfg.method, augment=augment)
+build = MAE.from_config

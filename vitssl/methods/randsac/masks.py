@@ -31,7 +31,7 @@ class AttentionPlan:
     loss_weight: Optional[torch.Tensor]  # (B, Nd) 1 where a query is a real target; None: all are
 
 
-def _mask(rank_q: torch.Tensor, rank_k: torch.Tensor, strict: bool, flex: bool):
+def rank_mask(rank_q: torch.Tensor, rank_k: torch.Tensor, strict: bool, flex: bool):
     """Boolean mask (True = may attend) or BlockMask for queries/keys with these segment ranks."""
     if flex:
         if rank_q.ndim == 1:
@@ -68,7 +68,7 @@ class MaskBuilder:
         enc_rank = torch.cat([cls, rank[..., :enc_len]], dim=-1)  # (..., 1 + Ne)
         dec_rank = rank[..., dec_start:]  # (..., Nd)
         return AttentionPlan(enc_len, dec_start,
-                             enc_mask=_mask(enc_rank, enc_rank, strict=False, flex=self.flex),
-                             dec_mask=_mask(dec_rank, dec_rank, strict=False, flex=self.flex),
-                             cross_mask=_mask(dec_rank, enc_rank, strict=True, flex=self.flex),
+                             enc_mask=rank_mask(enc_rank, enc_rank, strict=False, flex=self.flex),
+                             dec_mask=rank_mask(dec_rank, dec_rank, strict=False, flex=self.flex),
+                             cross_mask=rank_mask(dec_rank, enc_rank, strict=True, flex=self.flex),
                              loss_weight=weight)

@@ -19,7 +19,7 @@ from vitssl.methods.randsac.segments import build_segmenter
 from vitssl.methods.randsac.serialise import Serial, serialise
 from vitssl.models.attention import flex_attention, flex_available
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
-from vitssl.models.vit import VisionTransformer, encoder_from_config
+from vitssl.models.vit import VisionTransformer
 from vitssl.training.images import colormap
 
 class RandSAC(Method):
@@ -102,7 +102,4 @@ class RandSAC(Method):
                 "predicted": show(unpatchify(shown, p, grid, x.shape[1]))}
 
 
-def build(cfg) -> RandSAC:
-    encoder = encoder_from_config(cfg.model, cfg.data.image_size)
-    augment = Augment(cfg.augment, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std)
-    return RandSAC(encoder=encoder, cfg=cfg.method, augment=augment)
+build = RandSAC.from_config

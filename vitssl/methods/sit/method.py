@@ -18,7 +18,7 @@ from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
 from vitssl.methods.sit.corruption import gmml_corrupt
 from vitssl.models.heads import PixelHead, ProjectionHead
-from vitssl.models.vit import DropPath, VisionTransformer, encoder_from_config
+from vitssl.models.vit import DropPath, VisionTransformer
 
 
 def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -125,7 +125,4 @@ class SiT(Method):
                 "pasted": show(pasted)}
 
 
-def build(cfg) -> SiT:
-    encoder = encoder_from_config(cfg.model, cfg.data.image_size)
-    augment = Augment(cfg.augment, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std)
-    return SiT(encoder=encoder, cfg=cfg.method, augment=augment)
+build = SiT.from_config
