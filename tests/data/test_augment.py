@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel1d
 
 from vitssl.config import AugmentConfig
 from vitssl.data.augment import GRAY, Augment, colour_matrix, crop_params, gaussian_blur, resized_crop
@@ -80,6 +82,26 @@ def test_grayscale_only():
     y = torch.einsum("bij,bjhw->bihw", a, x) + o[:, :, None, None]
     assert torch.allclose(y[:, 0], y[:, 1]) and torch.allclose(y[:, 1], y[:, 2])
     assert torch.allclose(y[:, 0], (x * torch.tensor(GRAY).view(1, 3, 1, 1)).sum(1), atol=1e-6)
+
+
+def _conv_blur(x, sigma):
+    """The plain way: reflect padding and a grouped convolution with one kernel per image and channel."""
+    b, c, h, w = x.shape
+    radius = min(int(math.ceil(3 * float(sigma.max()))), (min(h, w) - 1) // 2)
+    k = get_gaussian_kernel1d(2 * radius + 1, sigma[:, None]).repeat_interleave(c, 0)
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b * c)
+    return y.view(b, c, h, w)
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 32, 32), (2, 3, 37, 50), (3, 1, 15, 15), (1, 3, 96, 64)])
+def test_matmul_blur_equals_convolution(shape):
+    torch.manual_seed(0)
+    x, sigma = torch.rand(shape), torch.rand(shape[0]) * 3 + 0.1
+    fast = gaussian_blur(x, sigma)
+    assert fast.shape == x.shape and fast.is_contiguous()
+    assert torch.allclose(fast, _conv_blur(x, sigma), atol=1e-6)
 
 
 def test_blur_per_image_sigma():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vitssl.methods.sit.corruption import FILLS, gmml_corrupt, sample_masks
+from vitssl.methods.sit.corruption import FILLS, fill_masked, gmml_corrupt, sample_masks
 
 
 def sequential_mask(blocks, b, used, size):
@@ -91,3 +91,25 @@ def test_seeded_and_reproducible():
     torch.manual_seed(9)
     b = gmml_corrupt(x)
     assert torch.equal(a.images, b.images) and torch.equal(a.mask, b.mask)
+
+
+def test_batched_fill_equals_image_by_image():
+    torch.manual_seed(4)
+    x = torch.randn(9, 3, 12, 12)
+    mask = torch.rand(9, 1, 12, 12) < 0.4
+    fill = torch.tensor([0, 1, 2, 2, 1, 0, 2, 1, 2])
+    partner = (torch.arange(9) + torch.randint(1, 9, (9,))) % 9
+    torch.manual_seed(5)
+    fast = fill_masked(x, mask, fill, partner)
+    torch.manual_seed(5)
+    noise = torch.randn(int((fill == 0).sum()), 3, 12, 12)  # the noise images draw theirs together, in order
+    plain, k = x.clone(), 0
+    for b in range(9):
+        if fill[b] == 0:
+            new, k = noise[k], k + 1
+        elif fill[b] == 1:
+            new = torch.zeros(3, 12, 12)
+        else:
+            new = x[partner[b]]
+        plain[b] = torch.where(mask[b], new, x[b])
+    assert torch.equal(fast, plain)

@@ -3,7 +3,9 @@ import math
 import torch
 
 from vitssl.models import VisionTransformer
-from vitssl.training.optim import param_groups, set_hyperparams
+from types import SimpleNamespace
+
+from vitssl.training.optim import build_optimizer, param_groups, set_hyperparams
 from vitssl.training.schedules import cosine, warmup_cosine
 
 
@@ -26,3 +28,25 @@ def test_no_decay_on_biases_norms_positions_and_cls():
     set_hyperparams(opt, 0.1, 0.05)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
     assert all(g["lr"] == 0.1 for g in opt.param_groups)
+
+
+def test_fused_adamw_matches_the_per_parameter_loop():
+    """The optimiser runs PyTorch's fused AdamW on CPU too; it must follow the plain per-tensor update."""
+    cfg = SimpleNamespace(base_lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05)
+    torch.manual_seed(0)
+    fast = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+    plain = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+    plain.load_state_dict(fast.state_dict())
+    opt_fast = build_optimizer(fast, cfg, torch.device("cpu"))
+    assert opt_fast.defaults["fused"]
+    opt_plain = torch.optim.AdamW(param_groups(plain), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05,
+                                  foreach=False)
+    for step in range(5):  # the same gradients for both: the optimisers alone are compared
+        grads = [torch.randn_like(p) * 10.0 ** -step for p in fast.parameters()]
+        for model, opt in ((fast, opt_fast), (plain, opt_plain)):
+            set_hyperparams(opt, 1e-3, 0.05)
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), (name, (a - b).abs().max())

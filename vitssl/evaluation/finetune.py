@@ -23,6 +23,7 @@ from vitssl.errors import ConfigError
 from vitssl.evaluation.features import batches
 from vitssl.evaluation.knn import accuracy
 from vitssl.models.vit import VisionTransformer
+from vitssl.training.optim import fused_ok
 from vitssl.training.schedules import warmup_cosine
 
 
@@ -78,7 +79,7 @@ def run_finetune(ev) -> dict:
     model.to(device)
     dtype = torch.bfloat16 if device.type == "cuda" else None
     opt = torch.optim.AdamW(layer_decay_groups(model, c.weight_decay, c.layer_decay), lr=c.base_lr,
-                            fused=device.type == "cuda")
+                            fused=fused_ok(device))
     loader = BatchLoader(ev.train, batch_size=c.batch_size, device=device, seed=seed, num_workers=ev.cfg.data.num_workers,
                          min_side=model.patch_size)
     spe = len(loader)

@@ -20,11 +20,15 @@ def param_groups(model: nn.Module) -> list[dict]:
     return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False, "weight_decay": 0.0}]
 
 
+def fused_ok(device: torch.device) -> bool:
+    """PyTorch's fused AdamW (one kernel for all parameters) exists for CUDA and, since 2.4, CPU."""
+    return device.type in ("cuda", "cpu")
+
+
 def build_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
     """`cfg` is an OptimConfig; lr and weight decay are set every step by the trainer."""
-    fused = device.type == "cuda"
     return torch.optim.AdamW(param_groups(model), lr=cfg.base_lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay, fused=fused)
+                             weight_decay=cfg.weight_decay, fused=fused_ok(device))
 
 
 def set_hyperparams(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -139,17 +139,23 @@ def gmml_corrupt(images: torch.Tensor, *, max_frac: float = 0.5, align: int = 1,
     mask = mask[:, None]  # (B, 1, H, W)
 
     partner = (torch.arange(b, device=dev) + torch.randint(1, max(b, 2), (b,), device=dev)) % b  # never itself
-    out = images.clone()
+    return Corrupted(fill_masked(images, mask, fill, partner), mask, used, fill)
+
+
+def fill_masked(images: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """images (B, C, H, W) with the pixels under mask (B, 1, H, W) replaced by each image's fill: Gaussian
+    noise, zeros, or the same pixels of images[partner]. The replacement values are gathered into one
+    tensor, image by image, and a single `where` writes them: two passes over the batch."""
+    src = torch.empty_like(images)
     for kind, name in enumerate(FILLS):  # each fill touches only its own images
         rows = (fill == kind).nonzero()[:, 0]
         if not rows.numel():
             continue
-        src, m = images.index_select(0, rows), mask.index_select(0, rows)
         if name == "noise":
-            new = torch.where(m, torch.randn_like(src), src)
+            src.index_copy_(0, rows, torch.randn((rows.numel(), *images.shape[1:]), device=images.device,
+                                                 dtype=images.dtype))
         elif name == "zeros":
-            new = src.masked_fill(m, 0.0)
+            src.index_fill_(0, rows, 0.0)
         else:
-            new = torch.where(m, images.index_select(0, partner.index_select(0, rows)), src)
-        out.index_copy_(0, rows, new)
-    return Corrupted(out, mask, used, fill)
+            src.index_copy_(0, rows, images.index_select(0, partner.index_select(0, rows)))
+    return torch.where(mask, src, images)
