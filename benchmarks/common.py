@@ -10,6 +10,10 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from vitssl.data.synthetic import make_synthetic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -62,3 +66,36 @@ def write(name: str, rows: list[dict], columns: list[str], command: str) -> None
     (RESULTS / f"{name}.md").write_text(f"# {name}\n\n`{command}`\n\n{m['cpu']}, {m['cores']} cores, torch "
                                         f"{m['torch']}, {m['date']}\n\n{table}\n")
     print(table)
+
+
+def write_jpegs(folder: Path, n: int, store: int) -> list[str]:
+    """n synthetic images as JPEG files in class folders (what a user's folder looks like)."""
+    images, labels = make_synthetic(n, store, seed=0)
+    paths = []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        d = folder / "train" / f"class{int(lab)}"
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / f"{i:05d}.jpg"
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(p, quality=90)
+        paths.append(str(p))
+    return paths
+
+
+def _cpu_flash(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def count_flops(fn) -> int:
+    """FLOPs of the matrix multiplies, convolutions and attention calls that `fn()` runs, from their
+    shapes (PyTorch's counter, taught the CPU flash-attention kernels it does not know)."""
+    aten = torch.ops.aten
+    counter = FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward})
+    with counter:
+        fn()
+    return counter.get_total_flops()

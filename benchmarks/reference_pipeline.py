@@ -18,31 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write  # noqa: E402
+from common import write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.augment import Augment  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
-from vitssl.data.synthetic import make_synthetic  # noqa: E402
 from vitssl.methods.sit.corruption import gmml_corrupt  # noqa: E402
-
-
-def write_jpegs(folder: Path, n: int, store: int) -> list[str]:
-    """n synthetic images as JPEG files in class folders (what a user's folder looks like)."""
-    images, labels = make_synthetic(n, store, seed=0)
-    paths = []
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        d = folder / "train" / f"class{int(lab)}"
-        d.mkdir(parents=True, exist_ok=True)
-        p = d / f"{i:05d}.jpg"
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(p, quality=90)
-        paths.append(str(p))
-    return paths
 
 
 def reference_rate(paths: list[str], size: int, batch: int, workers: int, max_frac: float) -> float:

@@ -87,10 +87,16 @@ class SiT(Method):
         with torch.autocast(images.device.type, enabled=False):  # augmentation and corruption in fp32
             clean = [self.augment(images, v) for v in range(n_views)]  # each (B, C, h, w)
             corrupted = [self.corrupt(v) for v in clean]
-        b = images.shape[0]
-        recon, cls = self.student(torch.cat([c.images for c in corrupted]))  # both views in one pass
+        return self.losses(clean, [c.images for c in corrupted], [c.mask for c in corrupted])
+
+    def losses(self, clean: list[torch.Tensor], corrupted: list[torch.Tensor],
+               masks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of prepared views, one list entry per view: clean and corrupted (B, C, H, W), masks
+        (B, 1, H, W). `forward` prepares them on the device; a caller may bring its own."""
+        b = clean[0].shape[0]
+        recon, cls = self.student(torch.cat(corrupted))  # both views in one pass
         clean_all = torch.cat(clean)
-        mask_all = torch.cat([c.mask for c in corrupted])
+        mask_all = torch.cat(masks)
         l_rec = self.recon_loss(recon, clean_all, mask_all)
         out = {"loss_recons": l_rec.detach(), "corrupted_frac": mask_all.float().mean()}
         if not self.contrastive:

@@ -1,0 +1,57 @@
+"""BENCHMARK BASELINE ONLY - never imported by vitssl.
+
+The public SiT code's training step, for a side-by-side timing against vitssl's. The model and the
+losses are vitssl's own SiT (so the maths is identical); what differs is how the work is done, as
+the research code does it:
+- attention written out, softmax(q k^T / sqrt(d)) v with the attention matrix materialised,
+  instead of one fused kernel;
+- AdamW and gradient clipping one parameter at a time (`foreach=False`), the teacher's EMA as a
+  Python loop over parameters;
+- the batches from `sit_data.py`: PIL augmentation in DataLoader workers, NumPy GMML in the collate.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from unittest import mock
+
+import torch
+
+from vitssl.methods.sit.method import teacher_momentum
+
+
+def _explicit_attend(q, k, v, mask=None):
+    attn = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, h, Nq, Nk)
+    if mask is not None:
+        attn = attn.masked_fill(~mask, float("-inf"))
+    return attn.softmax(-1) @ v
+
+
+@contextmanager
+def explicit_attention():
+    """vitssl's ViT with the attention of the research code (timm's pre-SDPA `Attention`)."""
+    with mock.patch("vitssl.models.vit.attend", _explicit_attend):
+        yield
+
+
+def reference_optimizer(method: torch.nn.Module, cfg) -> torch.optim.AdamW:
+    params = [p for p in method.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.base_lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             foreach=False)
+
+
+def reference_step(method, opt, batch, clip: float, step: int, total: int) -> float:
+    """One step on a collated batch (view 1, view 2, corrupted 1, corrupted 2, mask 1, mask 2)."""
+    v1, v2, c1, c2, m1, m2 = batch
+    opt.zero_grad(set_to_none=True)
+    loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], clip, foreach=False)
+    opt.step()
+    m = teacher_momentum(step, total, method.cfg.momentum, method.cfg.momentum_end)
+    student = list(method.encoder.parameters()) + list(method.proj_head.parameters())
+    with torch.no_grad():
+        for t, s in zip(method.teacher_parameters(), student):  # one parameter at a time
+            t.mul_(m).add_(s, alpha=1 - m)
+    return float(loss)
