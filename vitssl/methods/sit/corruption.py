@@ -42,9 +42,9 @@ def _draw_blocks(b: int, t: int, grid: tuple[int, int], max_side: tuple[int, int
     return y0, y1, x0, x1
 
 
-def first_cover(blocks, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """For T <= 24 (CPU) or 53 (GPU) blocks: the first block covering each cell, (B, gh, gw) int32, and
-    whether any does, (B, gh, gw) bool."""
+def first_cover(blocks, grid: tuple[int, int]) -> torch.Tensor:
+    """For T <= 24 (CPU) or 53 (GPU) blocks: the index of the first block covering each cell, (B, gh, gw)
+    int64, and a value >= T where no block does."""
     y0, y1, x0, x1 = blocks
     t = y0.shape[1]
     exact64 = t > 24  # fp32 holds 24 distinct powers of two exactly; GPUs may round fp32 (TF32) anyway
@@ -59,10 +59,7 @@ def first_cover(blocks, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tens
     with torch.autocast(y0.device.type, enabled=False):
         s = torch.bmm((rows * weight[:, None]).transpose(1, 2), cols)  # (B, gh, gw) sum of 2^-t over covering t
     exponent = s.view(torch.int64 if exact64 else torch.int32) >> mant  # biased exponent; 0 where s == 0
-    if exact64:
-        exponent = exponent.to(torch.int32)
-    hit = exponent != 0
-    return exponent.neg_().add_(bias), hit  # first covering t = bias - exponent
+    return torch.sub(bias, exponent, out=exponent).long()  # first covering t = bias - exponent; bias where none
 
 
 def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: int = 1, max_block: float = 0.3,
@@ -81,8 +78,8 @@ def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: 
     max_side = (max(1, round(int(max_block * h) / align)), max(1, round(int(max_block * w) / align)))
     need = torch.ceil(target.to(device).double() * cells - 1e-9).clamp(1, cells).long()  # cells to cover
     chunk = 53  # the most blocks whose powers of two fp64 sums exactly
-    first = torch.zeros((b, *grid), dtype=torch.int32, device=device)  # index of the first covering block
-    fresh = torch.ones((b, *grid), dtype=torch.bool, device=device)  # no block so far covers the cell
+    none = 2 ** 62  # "no block covers this cell yet"
+    first = None  # (B, gh, gw) int64: index of the first block covering each cell, or `none`
     count = torch.zeros(b, dtype=torch.long, device=device)  # cells covered so far
     used = torch.zeros(b, dtype=torch.long, device=device)  # blocks the sequential loop would draw
     todo = torch.arange(b, device=device)  # images still short of their target
@@ -92,28 +89,25 @@ def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: 
         offset = chunk * len(drawn)
         drawn.append(blocks)
         n = todo.numel()
-        everyone = n == b
-        pick = (lambda t: t) if everyone else (lambda t: t.index_select(0, todo))
-        idx, hit = first_cover(tuple(pick(t) for t in blocks), grid)
-        fresh_t = pick(fresh)
-        new = hit.logical_and_(fresh_t)  # cells this chunk covers first
-        bins = idx.masked_fill_(~new, chunk)  # (n, gh, gw) int32; `chunk` collects cells not newly covered
-        first_t = torch.where(new, bins + offset, pick(first))
-        fresh_t = fresh_t.logical_and_(~new)
-        key = (torch.arange(n, device=device, dtype=torch.int32) * (chunk + 1)).view(n, 1, 1)
+        if first is None:  # the first chunk: every image, nothing covered before
+            idx = first_cover(blocks, grid)
+            bins = idx.clamp_max_(chunk)  # (B, gh, gw): the covering block, or `chunk` for none
+            first = bins.masked_fill(bins == chunk, none)
+        else:
+            idx = first_cover(tuple(t.index_select(0, todo) for t in blocks), grid)
+            first_t = first.index_select(0, todo)
+            new = (idx < chunk).logical_and_(first_t == none)  # cells this chunk covers first
+            bins = idx.masked_fill_(~new, chunk)
+            first.index_copy_(0, todo, torch.where(new, bins + offset, first_t))
+        key = (torch.arange(n, device=device) * (chunk + 1)).view(n, 1, 1)
         hist = torch.bincount((bins + key).view(-1), minlength=n * (chunk + 1)).view(n, chunk + 1)[:, :chunk]
-        covered = pick(count)[:, None] + hist.cumsum(1)  # (n, chunk): covered after each block of the chunk
+        covered = count.index_select(0, todo)[:, None] + hist.cumsum(1)  # (n, chunk): covered after each block
         goal = need.index_select(0, todo)[:, None]
         reached = covered[:, -1] >= goal[:, 0]
-        if everyone:
-            first, fresh = first_t, fresh_t
-        else:
-            first.index_copy_(0, todo, first_t)
-            fresh.index_copy_(0, todo, fresh_t)
         count.index_copy_(0, todo, covered[:, -1])
         used.index_copy_(0, todo, torch.where(reached, offset + (covered < goal).sum(1) + 1, 0))
         todo = todo[~reached]
-    mask = (first < used[:, None, None].to(torch.int32)).logical_and_(~fresh)  # (B, gh, gw)
+    mask = first < used[:, None, None]  # (B, gh, gw)
     if align > 1:
         mask = mask.repeat_interleave(align, 1).repeat_interleave(align, 2)
     if return_blocks:
