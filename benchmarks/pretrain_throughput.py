@@ -106,7 +106,7 @@ def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
 
 
-def run_row(setting: str, method_name: str, dev: torch.device, precision: str, repeat: int) -> dict:
+def run_row(setting: str, method_name: str, dev: torch.device, precision: str, repeat: int, compile: bool) -> dict:
     name, batch, configs = next(s for s in SETTINGS if s[0] == setting)
     config, extra = configs[method_name]
     cfg = load_config(config, extra)
@@ -119,19 +119,23 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
     size = cfg.data.resolved_store_size if method_name != "supervised" else cfg.data.image_size
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=dev)
     step = step_fn(method, opt, images, precision, cfg.optim.clip_grad)
-    base = rss_bytes()
+    base = rss_bytes()  # model and batch; what the steps add on top is the step's memory
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
+    flops = count_flops(step)  # eager, before any compilation
+    if compile:  # as `train.compile`: block by block
+        for m in method.modules():
+            if getattr(m, "compile_unit", False):
+                m.compile()
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
     sec = timeit(step, warmup=1, repeat=repeat, sync=sync)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    flops = count_flops(step)
     return {"setting": name, "method": variant(cfg, method_name), "batch": batch, "precision": precision,
-            "device": str(dev), "s_per_step": round(sec, 3), "images_per_s": round(batch / sec, 1),
+            "compiled": compile, "device": str(dev), "s_per_step": round(sec, 3), "images_per_s": round(batch / sec, 1),
             "gflop_per_step": round(flops / 1e9, 1), "achieved_gflops": round(flops / sec / 1e9, 1),
             "step_memory_mib": round(peak / 2 ** 20)}
 
@@ -143,11 +147,12 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=[s[0] for s in SETTINGS], help="names as in SETTINGS")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (train.compile)")
     ap.add_argument("--row", nargs=2, metavar=("SETTING", "METHOD"), help=argparse.SUPPRESS)  # one row, as JSON
     args = ap.parse_args()
     dev = torch.device(args.device)
     if args.row:
-        print(json.dumps(run_row(*args.row, dev, args.precision, args.repeat)))
+        print(json.dumps(run_row(*args.row, dev, args.precision, args.repeat, args.compile)))
         return
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision, torch.float32)
     peak = matmul_peak(dev, dtype)
@@ -158,7 +163,7 @@ def main() -> None:
             if name not in args.settings or method_name not in configs:
                 continue
             cmd = [sys.executable, __file__, "--device", args.device, "--precision", args.precision,
-                   "--repeat", str(args.repeat), "--row", name, method_name]
+                   "--repeat", str(args.repeat), "--row", name, method_name] + (["--compile"] if args.compile else [])
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"{name} / {method_name} failed:\n{out.stderr[-3000:]}")
@@ -167,7 +172,7 @@ def main() -> None:
             row["matmul_peak_gflops"] = round(peak / 1e9)
             rows.append(row)
             print(row, flush=True)
-    write(f"pretrain_throughput_{dev.type}_{args.precision}", rows,
+    write(f"pretrain_throughput_{dev.type}_{args.precision}" + ("_compiled" if args.compile else ""), rows,
           ["setting", "method", "batch", "s_per_step", "images_per_s", "gflop_per_step", "achieved_gflops",
            "mfu_pct", "step_memory_mib"],
           "python benchmarks/pretrain_throughput.py " + " ".join(sys.argv[1:]))
