@@ -6,7 +6,8 @@ steps including the wait for data:
    per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`, never used by vitssl);
 2. the reference's batches, vitssl's step (fused attention, fused AdamW, one `foreach` EMA) - how
    much of the gain is the step itself;
-3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step.
+3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step;
+4. (with --compile) the same with the transformer blocks compiled, as `train.compile=true`.
 
 python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--workers 2]
 """
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--config", default="sit_cifar10")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--compile", action="store_true", help="add a row with the blocks compiled (train.compile)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
     a = ap.parse_args()
     images = a.batch * (a.steps + 2)
@@ -105,6 +107,11 @@ def main() -> None:
             our_update(method(ds.images.index_select(0, idx))["loss"], i)
 
         rows.append(("vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step", timed(ours, perm, a.steps)))
+        if a.compile:
+            for m in method.modules():  # as train.compile=true: block by block
+                if getattr(m, "compile_unit", False):
+                    m.compile()
+            rows.append(("vitssl as above, train.compile=true", timed(ours, perm, a.steps)))
     out = [{"pipeline": name, "config": a.config, "batch": a.batch, "s_per_step": round(sec, 3),
             "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, sec in rows]
     for r in out:
