@@ -36,13 +36,15 @@ from vitssl.methods import registry  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
 
 
-def timed(step, batches, steps: int) -> float:
+def timed(step, batches, steps: int, sync) -> float:
     """Seconds per step over `steps` steps after one warm-up step, data wait included."""
     it = iter(batches)
     step(next(it), 0)
+    sync()
     t = time.perf_counter()
     for i in range(steps):
         step(next(it), i + 1)
+    sync()
     return (time.perf_counter() - t) / steps
 
 
@@ -52,9 +54,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="add a row with the blocks compiled (train.compile)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vitssl's rows (the reference: fp32)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
     a = ap.parse_args()
     images = a.batch * (a.steps + 2)
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["VITSSL_CACHE"] = str(Path(tmp) / "cache")
         cfg = load_config(a.config, [f"data.root={tmp}/data", "data.num_workers=2"])
@@ -63,23 +70,24 @@ def main() -> None:
 
         def fresh():
             torch.manual_seed(0)
-            return registry.get(cfg.method.name).build(cfg).train()
+            return registry.get(cfg.method.name).build(cfg).to(dev).train()
 
         def reference_batches():
             loader = DataLoader(ReferenceImages(paths, size), batch_size=a.batch, shuffle=True,
-                                num_workers=a.workers, collate_fn=make_collate(cfg.method.max_frac), drop_last=True)
-            return loader
+                                num_workers=a.workers, collate_fn=make_collate(cfg.method.max_frac), drop_last=True,
+                                pin_memory=dev.type == "cuda")
+            return ([t.to(dev, non_blocking=True) for t in batch] for batch in loader)
 
         rows = []
         method = fresh()
         opt = reference_optimizer(method, cfg.optim)
         with explicit_attention():
             ref = timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
-                        reference_batches(), a.steps)
+                        reference_batches(), a.steps, sync)
         rows.append(("reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA", ref))
 
         method = fresh()
-        opt = build_optimizer(method, cfg.optim, torch.device("cpu"))
+        opt = build_optimizer(method, cfg.optim, dev)
 
         def our_update(loss, i):
             loss.backward()
@@ -90,34 +98,41 @@ def main() -> None:
         def mixed(batch, i):
             opt.zero_grad(set_to_none=True)
             v1, v2, c1, c2, m1, m2 = batch
-            our_update(method.losses([v1, v2], [c1, c2], [m1, m2])["loss"], i)
+            with autocast:
+                loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
+            our_update(loss, i)
 
         rows.append(("reference batches, vitssl step (SDPA, fused AdamW, foreach EMA)",
-                     timed(mixed, reference_batches(), a.steps)))
+                     timed(mixed, reference_batches(), a.steps, sync)))
 
         method = fresh()
-        opt = build_optimizer(method, cfg.optim, torch.device("cpu"))
+        opt = build_optimizer(method, cfg.optim, dev)
         t = time.perf_counter()
         ds = load_dataset(cfg.data, "train", progress=False)
         decode = time.perf_counter() - t
-        perm = torch.randperm(len(ds)).view(-1, a.batch)
+        resident = ds.images.to(dev)  # as the loader: uint8, on the GPU where there is one
+        perm = torch.randperm(len(ds), device=dev).view(-1, a.batch)
 
         def ours(idx, i):
             opt.zero_grad(set_to_none=True)
-            our_update(method(ds.images.index_select(0, idx))["loss"], i)
+            with autocast:
+                loss = method(resident.index_select(0, idx))["loss"]
+            our_update(loss, i)
 
-        rows.append(("vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step", timed(ours, perm, a.steps)))
+        rows.append(("vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step",
+                     timed(ours, perm, a.steps, sync)))
         if a.compile:
             for m in method.modules():  # as train.compile=true: block by block
                 if getattr(m, "compile_unit", False):
                     m.compile()
-            rows.append(("vitssl as above, train.compile=true", timed(ours, perm, a.steps)))
-    out = [{"pipeline": name, "config": a.config, "batch": a.batch, "s_per_step": round(sec, 3),
-            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, sec in rows]
+            rows.append(("vitssl as above, train.compile=true", timed(ours, perm, a.steps, sync)))
+    out = [{"pipeline": name, "config": a.config, "device": a.device, "precision": "fp32" if k == 0 else a.precision,
+            "batch": a.batch, "s_per_step": round(sec, 3),
+            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for k, (name, sec) in enumerate(rows)]
     for r in out:
         print(r)
     print(f"vitssl's one-time decode of {len(ds)} images into the cache: {decode:.1f} s (once per dataset)")
-    write("reference_step_cpu", out, ["pipeline", "config", "batch", "s_per_step", "images_per_s", "ratio"],
+    write(f"reference_step_{dev.type}", out, ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio"],
           "python benchmarks/reference_step.py " + " ".join(sys.argv[1:]))
 
 
