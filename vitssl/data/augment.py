@@ -115,8 +115,9 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable blur of (B, C, H, W) with one sigma per image (pixels), reflect borders.
 
     Each pass is one batched matmul with a dense (n, n) matrix per image that holds the kernel and
-    the reflected borders: no padding, no transposes, and matmul speed, where a grouped convolution
-    with per-image kernels runs at about a GMAC/s on CPU.
+    the reflected borders: no padding and no transposes. It does n / (2r + 1) times the arithmetic of
+    a grouped convolution but at matmul speed: on a 2-core CPU both take about 3 ms per 224 px
+    image (the convolution runs at about 1 GMAC/s there); on a GPU the matmul is the better fit.
     """
     b, c, h, w = x.shape
     radius = min(int(math.ceil(3 * float(sigma.max()))), (min(h, w) - 1) // 2)
