@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The CPU speed measurements of benchmarks/RESULTS.md (issue 5). Needs a quiet machine (nothing else
-# running; about 25 minutes on 2 cores). Run from the repository root with the package installed.
+# The CPU speed measurements of benchmarks/RESULTS.md (issue 5), as they were run. Needs a quiet
+# machine (nothing else running; about 25 minutes on 2 cores). Run from the repository root with
+# the package installed.
 set -euo pipefail
 python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64
-python benchmarks/reference_pipeline.py --size 32 --images 2048 --batch 256
-python benchmarks/reference_step.py --batch 128 --steps 4 --compile
+python benchmarks/reference_step.py --batch 128 --steps 3 --compile
 python benchmarks/pretrain_throughput.py --repeat 2
-python benchmarks/data_wait.py --steps 6
-python benchmarks/scaling.py --repeat 2
-python benchmarks/gmml_corruption.py
+python benchmarks/data_wait.py --steps 5
+python benchmarks/scaling.py --repeat 1
+python benchmarks/gmml_corruption.py --repeat 3
 python benchmarks/attention_masks.py --repeat 3

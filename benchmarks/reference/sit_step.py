@@ -54,4 +54,4 @@ def reference_step(method, opt, batch, clip: float, step: int, total: int) -> fl
     with torch.no_grad():
         for t, s in zip(method.teacher_parameters(), student):  # one parameter at a time
             t.mul_(m).add_(s, alpha=1 - m)
-    return float(loss)
+    return float(loss.detach())
