@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
+import vitssl.models.vit as vit_module
 from tests.conftest import TINY_MODEL
 from vitssl.config import load_config
 from vitssl.methods import registry
-import vitssl.models.vit as vit_module
 from vitssl.models.vit import VisionTransformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

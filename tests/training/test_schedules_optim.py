@@ -1,10 +1,9 @@
 import math
+from types import SimpleNamespace
 
 import torch
 
 from vitssl.models import VisionTransformer
-from types import SimpleNamespace
-
 from vitssl.training.optim import build_optimizer, param_groups, set_hyperparams
 from vitssl.training.schedules import cosine, warmup_cosine
 
