@@ -24,6 +24,7 @@ from pretrain_throughput import step_fn  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
 from vitssl.data.loader import BatchLoader  # noqa: E402
+from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
 
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
     dev = torch.device(a.device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the trainer does on CPU
     cfg = load_config(a.config, [f"data.root={a.root}", f"train.batch_size={a.batch}"])
     ds = load_dataset(cfg.data, "train", progress=False)
     loader = BatchLoader(ds, batch_size=a.batch, device=dev, num_workers=cfg.data.num_workers)

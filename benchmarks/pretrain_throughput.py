@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import count_flops, timeit, write  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
+from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.models.vit import encoder_from_config  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
@@ -110,6 +111,8 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
     name, batch, configs = next(s for s in SETTINGS if s[0] == setting)
     config, extra = configs[method_name]
     cfg = load_config(config, extra)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     if method_name == "supervised":
         method = Supervised(encoder_from_config(cfg.model, cfg.data.image_size)).to(dev).train()

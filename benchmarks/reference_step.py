@@ -6,8 +6,11 @@ steps including the wait for data:
    per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`, never used by vitssl);
 2. the reference's batches, vitssl's step (fused attention, fused AdamW, one `foreach` EMA) - how
    much of the gain is the step itself;
-3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step;
-4. (with --compile) the same with the transformer blocks compiled, as `train.compile=true`.
+3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step,
+   with glibc's default malloc, then (on CPU) with freed memory kept for reuse, as vitssl's trainer
+   runs (`vitssl.hostmem`);
+4. (with --compile) the same with the transformer blocks compiled, as `train.compile=true`;
+5. (on CPU) the reference again, in the same tuned process: how much of the gain is the allocator.
 
 python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--workers 2]
 """
@@ -32,6 +35,7 @@ from reference.sit_step import explicit_attention, reference_optimizer, referenc
 
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
+from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
 
@@ -119,16 +123,28 @@ def main() -> None:
                 loss = method(resident.index_select(0, idx))["loss"]
             our_update(loss, i)
 
-        rows.append(("vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step",
-                     timed(ours, perm, a.steps, sync)))
+        name = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
+        if dev.type == "cpu":
+            rows.append((name + ", default malloc", timed(ours, perm, a.steps, sync)))
+            keep_freed_memory()  # as vitssl's trainer does on CPU
+            name += ", freed memory kept (as the trainer)"
+        rows.append((name, timed(ours, perm, a.steps, sync)))
         if a.compile:
             for m in method.modules():  # as train.compile=true: block by block
                 if getattr(m, "compile_unit", False):
                     m.compile()
             rows.append(("vitssl as above, train.compile=true", timed(ours, perm, a.steps, sync)))
-    out = [{"pipeline": name, "config": a.config, "device": a.device, "precision": "fp32" if k == 0 else a.precision,
-            "batch": a.batch, "s_per_step": round(sec, 3),
-            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for k, (name, sec) in enumerate(rows)]
+        if dev.type == "cpu":
+            method = fresh()
+            opt = reference_optimizer(method, cfg.optim)
+            with explicit_attention():
+                rows.append(("reference as row 1, with freed memory kept (vitssl.hostmem)",
+                             timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
+                                   reference_batches(), a.steps, sync)))
+    fp32 = ("reference:", "reference as")  # the reference's own steps
+    out = [{"pipeline": name, "config": a.config, "device": a.device,
+            "precision": "fp32" if name.startswith(fp32) else a.precision, "batch": a.batch, "s_per_step": round(sec, 3),
+            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, sec in rows]
     for r in out:
         print(r)
     print(f"vitssl's one-time decode of {len(ds)} images into the cache: {decode:.1f} s (once per dataset)")

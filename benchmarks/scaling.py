@@ -26,6 +26,7 @@ from common import RESULTS, timeit, write  # noqa: E402
 from pretrain_throughput import step_fn  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
+from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
 
@@ -37,6 +38,8 @@ SWEEPS = {"batch": [16, 32, 64, 128, 256], "image_size": [32, 48, 64, 96], "dept
 def measure(method_name: str, dev: torch.device, repeat: int, batch: int, image_size: int, depth: int) -> float:
     extra = ["method.recon_blocks=null"] if method_name in ("sit", "gmml") else []  # the default: valid at any depth
     cfg = load_config(CONFIGS[method_name], [f"data.image_size={image_size}", f"model.depth={depth}", *extra])
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     method = registry.get(method_name).build(cfg).to(dev).train()
     opt = build_optimizer(method, cfg.optim, dev)

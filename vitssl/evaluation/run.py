@@ -22,6 +22,7 @@ from vitssl.evaluation.features import cached_extract, default_pool
 from vitssl.evaluation.knn import accuracy, knn_predict
 from vitssl.evaluation.finetune import run_finetune
 from vitssl.evaluation.linear import train_probes
+from vitssl.hostmem import keep_freed_memory
 
 
 
@@ -74,6 +75,8 @@ class Evaluation:
     def __init__(self, cfg: EvalConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.device = _device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.encoder, self.info = encoders.load_encoder(cfg.checkpoint, model_cfg=cfg.model,
                                                         image_size=cfg.data.image_size, seed=cfg.seed)
         patch = self.encoder.patch_size

@@ -28,6 +28,7 @@ from vitssl.config import Config, config_to_dict, save_config
 from vitssl.data.dataset import ImageDataset, load_dataset
 from vitssl.data.loader import BatchLoader, single_batch
 from vitssl.errors import CheckpointError, ConfigError, VitsslError
+from vitssl.hostmem import keep_freed_memory
 from vitssl.methods import registry
 from vitssl.training import checkpoint as ckpt
 from vitssl.training.images import save_grid
@@ -87,6 +88,8 @@ class Trainer:
         self.resume = resume
         device_type = resolve_device(cfg.device)
         self.device = dist.init(device_type)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.rank, self.world = dist.rank(), dist.world_size()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.out = self._output_dir()

@@ -1,0 +1,40 @@
+"""The host-allocator setting: freed large tensors are reused without new page faults."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, resource, torch
+from vitssl.hostmem import keep_freed_memory
+tuned = keep_freed_memory()
+x = torch.rand(16, 1024, 1024)  # 64 MiB, above glibc's largest adaptive mmap threshold
+faults = []
+for _ in range(8):  # a step's worth of temporaries, freed at its end
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    y = x * 2
+    z = y + 1
+    (z * y).sum()
+    del y, z
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"tuned": tuned, "faults": faults}))
+"""
+
+
+def _probe(setting: str) -> dict:
+    env = {**os.environ, "VITSSL_HOST_ALLOCATOR": setting}
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    pages = 64 * 1024 * 1024 // 4096
+    default, tuned = _probe("default"), _probe("")
+    assert not default["tuned"] and tuned["tuned"]
+    assert min(default["faults"][-3:]) > pages  # every step faults its temporaries' pages in again
+    assert sum(tuned["faults"][-3:]) < pages // 10  # once warm, the freed pages are reused
