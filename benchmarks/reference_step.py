@@ -1,24 +1,27 @@
 """Reference training step side by side (issue 5): the public SiT code's full step vs vitssl's.
 
 Same model (vitssl's SiT, `--config`), same JPEG folder, same batch size; each row times whole
-steps including the wait for data:
+steps including the wait for data, in a fresh process (so one row's heap cannot help the next):
 1. reference: batches from PIL DataLoader workers + NumPy GMML in the collate, explicit attention,
    per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`, never used by vitssl);
 2. the reference's batches, vitssl's step (fused attention, fused AdamW, one `foreach` EMA) - how
    much of the gain is the step itself;
-3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step,
-   with glibc's default malloc, then (on CPU) with freed memory kept for reuse, as vitssl's trainer
-   runs (`vitssl.hostmem`);
+3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step;
+   on CPU once with glibc's default malloc and once with freed memory kept for reuse, as vitssl's
+   trainer runs (`vitssl.hostmem`);
 4. (with --compile) the same with the transformer blocks compiled, as `train.compile=true`;
-5. (on CPU) the reference again, in the same tuned process: how much of the gain is the allocator.
+5. (on CPU) the reference with freed memory kept too: how much of the gain is the allocator alone.
 
-python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--workers 2]
+python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--workers 2] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +55,67 @@ def timed(step, batches, steps: int, sync) -> float:
     return (time.perf_counter() - t) / steps
 
 
+def run_row(a, kind: str, tmp: Path) -> dict:
+    """Seconds per step of one row, in this process: reference, mixed, ours or compiled."""
+    keep_freed_memory()  # as vitssl's trainer on CPU, unless VITSSL_HOST_ALLOCATOR=default
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
+    os.environ["VITSSL_CACHE"] = str(tmp / "cache")
+    cfg = load_config(a.config, [f"data.root={tmp}/data", "data.num_workers=2"])
+    size, total = cfg.data.image_size, 1000
+    paths = sorted(str(p) for p in (tmp / "data").rglob("*.jpg"))
+    torch.manual_seed(0)
+    np.random.seed(0)
+    method = registry.get(cfg.method.name).build(cfg).to(dev).train()
+
+    def reference_batches():
+        loader = DataLoader(ReferenceImages(paths, size), batch_size=a.batch, shuffle=True,
+                            num_workers=a.workers, collate_fn=make_collate(cfg.method.max_frac), drop_last=True,
+                            pin_memory=dev.type == "cuda")
+        return ([t.to(dev, non_blocking=True) for t in batch] for batch in loader)
+
+    if kind == "reference":
+        opt = reference_optimizer(method, cfg.optim)
+        with explicit_attention():
+            return {"sec": timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
+                                 reference_batches(), a.steps, sync)}
+    opt = build_optimizer(method, cfg.optim, dev)
+
+    def our_update(loss, i):
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.optim.clip_grad)
+        opt.step()
+        method.after_step(i, total)
+
+    if kind == "mixed":
+        def mixed(batch, i):
+            opt.zero_grad(set_to_none=True)
+            v1, v2, c1, c2, m1, m2 = batch
+            with autocast:
+                loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
+            our_update(loss, i)
+
+        return {"sec": timed(mixed, reference_batches(), a.steps, sync)}
+    t = time.perf_counter()
+    ds = load_dataset(cfg.data, "train", progress=False)
+    decode = time.perf_counter() - t
+    resident = ds.images.to(dev)  # as the loader: uint8, on the GPU where there is one
+    perm = torch.randperm(len(ds), device=dev).view(-1, a.batch)
+    if kind == "compiled":
+        for m in method.modules():  # as train.compile=true: block by block
+            if getattr(m, "compile_unit", False):
+                m.compile()
+
+    def ours(idx, i):
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = method(resident.index_select(0, idx))["loss"]
+        our_update(loss, i)
+
+    return {"sec": timed(ours, perm, a.steps, sync), "decode": decode, "images": len(ds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="sit_cifar10")
@@ -61,97 +125,52 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vitssl's rows (the reference: fp32)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
+    ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved; report medians")
+    ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    images = a.batch * (a.steps + 2)
-    dev = torch.device(a.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
+    if a.row:
+        print(json.dumps(run_row(a, a.row, Path(a.data))))
+        return
+    cpu = a.device == "cpu"
+    plan = [("reference", "default", "reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA"),
+            ("mixed", "default", "reference batches, vitssl step (SDPA, fused AdamW, foreach EMA)")]
+    ours = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
+    if cpu:
+        plan.append(("ours", "default", ours + ", default malloc"))
+    plan.append(("ours", "", ours + (", freed memory kept (as the trainer)" if cpu else "")))
+    if a.compile:
+        plan.append(("compiled", "", "vitssl as above, train.compile=true"))
+    if cpu:
+        plan.append(("reference", "", "reference as row 1, with freed memory kept (vitssl.hostmem)"))
+    times, extra = {name: [] for _, _, name in plan}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["VITSSL_CACHE"] = str(Path(tmp) / "cache")
-        cfg = load_config(a.config, [f"data.root={tmp}/data", "data.num_workers=2"])
-        size, total = cfg.data.image_size, 1000
-        paths = write_jpegs(Path(tmp) / "data", images, cfg.data.resolved_store_size)
-
-        def fresh():
-            torch.manual_seed(0)
-            return registry.get(cfg.method.name).build(cfg).to(dev).train()
-
-        def reference_batches():
-            loader = DataLoader(ReferenceImages(paths, size), batch_size=a.batch, shuffle=True,
-                                num_workers=a.workers, collate_fn=make_collate(cfg.method.max_frac), drop_last=True,
-                                pin_memory=dev.type == "cuda")
-            return ([t.to(dev, non_blocking=True) for t in batch] for batch in loader)
-
-        rows = []
-        method = fresh()
-        opt = reference_optimizer(method, cfg.optim)
-        with explicit_attention():
-            ref = timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
-                        reference_batches(), a.steps, sync)
-        rows.append(("reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA", ref))
-
-        method = fresh()
-        opt = build_optimizer(method, cfg.optim, dev)
-
-        def our_update(loss, i):
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.optim.clip_grad)
-            opt.step()
-            method.after_step(i, total)
-
-        def mixed(batch, i):
-            opt.zero_grad(set_to_none=True)
-            v1, v2, c1, c2, m1, m2 = batch
-            with autocast:
-                loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
-            our_update(loss, i)
-
-        rows.append(("reference batches, vitssl step (SDPA, fused AdamW, foreach EMA)",
-                     timed(mixed, reference_batches(), a.steps, sync)))
-
-        method = fresh()
-        opt = build_optimizer(method, cfg.optim, dev)
-        t = time.perf_counter()
-        ds = load_dataset(cfg.data, "train", progress=False)
-        decode = time.perf_counter() - t
-        resident = ds.images.to(dev)  # as the loader: uint8, on the GPU where there is one
-        perm = torch.randperm(len(ds), device=dev).view(-1, a.batch)
-
-        def ours(idx, i):
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                loss = method(resident.index_select(0, idx))["loss"]
-            our_update(loss, i)
-
-        name = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
-        if dev.type == "cpu":
-            rows.append((name + ", default malloc", timed(ours, perm, a.steps, sync)))
-            keep_freed_memory()  # as vitssl's trainer does on CPU
-            name += ", freed memory kept (as the trainer)"
-        rows.append((name, timed(ours, perm, a.steps, sync)))
-        if a.compile:
-            for m in method.modules():  # as train.compile=true: block by block
-                if getattr(m, "compile_unit", False):
-                    m.compile()
-            rows.append(("vitssl as above, train.compile=true", timed(ours, perm, a.steps, sync)))
-        if dev.type == "cpu":
-            method = fresh()
-            opt = reference_optimizer(method, cfg.optim)
-            with explicit_attention():
-                rows.append(("reference as row 1, with freed memory kept (vitssl.hostmem)",
-                             timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
-                                   reference_batches(), a.steps, sync)))
-    fp32 = ("reference:", "reference as")  # the reference's own steps
+        cfg = load_config(a.config, [])
+        write_jpegs(Path(tmp) / "data", a.batch * (a.steps + 2), cfg.data.resolved_store_size)
+        for _ in range(a.rounds):
+            for kind, allocator, name in plan:
+                env = {**os.environ, "VITSSL_HOST_ALLOCATOR": allocator}
+                out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--row", kind, "--data", tmp],
+                                     env=env, capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(f"row {name!r} failed:\n{out.stderr[-3000:]}")
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                if "decode" in result and "decode" not in extra:  # the first decode fills the cache
+                    extra = result
+                times[name].append(result["sec"])
+                print(f"{name}: {result['sec']:.3f} s/step", flush=True)
+    rows = [(name, kind, statistics.median(times[name])) for kind, _, name in plan]
+    ref = rows[0][2]
     out = [{"pipeline": name, "config": a.config, "device": a.device,
-            "precision": "fp32" if name.startswith(fp32) else a.precision, "batch": a.batch, "s_per_step": round(sec, 3),
-            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, sec in rows]
+            "precision": "fp32" if kind == "reference" else a.precision, "batch": a.batch, "s_per_step": round(sec, 3),
+            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, kind, sec in rows]
     for r in out:
         print(r)
-    print(f"vitssl's one-time decode of {len(ds)} images into the cache: {decode:.1f} s (once per dataset)")
-    write(f"reference_step_{dev.type}", out, ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio"],
+    print(f"vitssl's one-time decode of {extra['images']} images into the cache: {extra['decode']:.1f} s (once per dataset)")
+    write(f"reference_step_{torch.device(a.device).type}", out,
+          ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio"],
           "python benchmarks/reference_step.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
-    np.random.seed(0)
     main()

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The CPU speed measurements of benchmarks/RESULTS.md (issue 5), as they were run. Needs a quiet
-# machine (nothing else running; about 25 minutes on 2 cores). Run from the repository root with
+# machine (nothing else running; about 40 minutes on 2 cores). Run from the repository root with
 # the package installed.
 set -euo pipefail
 python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64
-python benchmarks/reference_step.py --batch 128 --steps 3 --compile
+python benchmarks/reference_pipeline.py --size 32 --images 4096 --batch 256
+python benchmarks/reference_step.py --batch 128 --steps 3 --rounds 2 --compile
 python benchmarks/pretrain_throughput.py --repeat 2
 python benchmarks/data_wait.py --steps 5
 python benchmarks/scaling.py --repeat 1

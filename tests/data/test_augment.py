@@ -22,6 +22,18 @@ def test_views_shape_and_reproducible():
     assert not torch.equal(a, aug(images, 1))
 
 
+def test_views_from_a_shared_unit_batch_equal_views_from_uint8():
+    images = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+    aug = Augment(AugmentConfig(), image_size=32, mean=MEAN, std=STD)
+    torch.manual_seed(3)
+    expected = [aug(images, v) for v in (0, 1)]
+    unit = aug.unit(images)
+    kept = unit.clone()
+    torch.manual_seed(3)
+    assert all(torch.equal(e, aug(unit, v)) for e, v in zip(expected, (0, 1)))
+    assert torch.equal(unit, kept)  # the shared batch is read, never written
+
+
 def test_plain_is_centre_crop_normalised():
     images = torch.randint(0, 256, (2, 3, 36, 36), dtype=torch.uint8)
     aug = Augment(AugmentConfig(), image_size=32, mean=MEAN, std=STD)

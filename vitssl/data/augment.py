@@ -1,6 +1,7 @@
 """Batched image augmentation on the training device: one kernel per step for the whole batch.
 
-uint8 (B, 3, S, S) -> normalised float (B, 3, s, s). Every parameter is drawn per image from the
+uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several views) -> normalised
+float (B, 3, s, s). Every parameter is drawn per image from the
 global torch RNG of the device (checkpointed by the trainer, so resumed runs repeat it exactly).
 
 - random resized crop and horizontal flip: one `affine_grid` + `grid_sample`;
@@ -129,7 +130,8 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 class Augment:
-    """Augmentation of a uint8 batch into normalised views; `view` selects the per-view probabilities."""
+    """Augmentation of a uint8 (or `unit` float) batch into normalised views; `view` selects the
+    per-view probabilities."""
 
     def __init__(self, cfg, *, image_size: int, mean, std):
         self.cfg, self.size = cfg, image_size
@@ -142,9 +144,14 @@ class Augment:
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std.to(x) + self.mean.to(x)
 
+    @staticmethod
+    def unit(images: torch.Tensor) -> torch.Tensor:
+        """uint8 images as float in [0, 1]: convert once, then draw several views from the result."""
+        return images.float().div_(255) if images.dtype == torch.uint8 else images
+
     def __call__(self, images: torch.Tensor, view: int = 0) -> torch.Tensor:
         c = self.cfg
-        x = images.float().div_(255)  # (B, 3, S, S) in [0, 1]
+        x = self.unit(images)  # (B, 3, S, S) in [0, 1]; read only below
         b, dev = x.shape[0], x.device
         cx, cy, w, h = crop_params(b, c.crop_scale, c.crop_ratio, dev)
         flip = torch.rand(b, device=dev) < c.flip_p

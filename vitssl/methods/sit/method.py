@@ -85,7 +85,8 @@ class SiT(Method):
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         n_views = 2 if self.contrastive else 1
         with torch.autocast(images.device.type, enabled=False):  # augmentation and corruption in fp32
-            clean = [self.augment(images, v) for v in range(n_views)]  # each (B, C, h, w)
+            unit = self.augment.unit(images)  # (B, C, H, W) float in [0, 1], once for all views
+            clean = [self.augment(unit, v) for v in range(n_views)]  # each (B, C, h, w)
             corrupted = [self.corrupt(v) for v in clean]
         return self.losses(clean, [c.images for c in corrupted], [c.mask for c in corrupted])
 
