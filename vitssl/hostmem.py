@@ -2,12 +2,13 @@
 
 glibc serves every allocation above its mmap threshold (adaptive, at most 32 MiB) with new mmap'd
 pages and gives them back on free, so on a CPU each large activation of every step pays a page
-fault per 4 KiB and the kernel zeroes it. For a SiT step (ViT-T/4 @ 32, batch 128, 2 cores) that
-was a third of the step: 12.5 s with the default, 8.1 s with these thresholds raised (2026-11-23,
-`benchmarks/RESULTS.md`). Peak memory is unchanged; freed memory stays in the process for reuse.
+fault per 4 KiB and the kernel zeroes it. A SiT run on CIFAR-10 (ViT-T/4, batch 128, 2 cores) went
+from 11.4 to 14.0 images/s with these thresholds raised (2026-11-23, `benchmarks/RESULTS.md`).
+Peak memory is unchanged; freed memory stays in the process for reuse.
 
 Process-wide and glibc-only: elsewhere (macOS, musl, Windows) it does nothing. It runs once, when a
-CPU run starts; set VITSSL_HOST_ALLOCATOR=default to leave malloc as it is.
+CPU pre-training or evaluation run starts (a pre-training run's summary.json records it as
+`host_memory`); set VITSSL_HOST_ALLOCATOR=default to leave malloc as it is.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import yaml
 from tests.conftest import ROOT, tiny_overrides
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
+from vitssl.hostmem import keep_freed_memory
 from vitssl.training import checkpoint as ckpt
 from vitssl.training.trainer import pretrain
 
@@ -20,6 +21,7 @@ def test_run_folder_contents(tmp_path):
     summary = pretrain(load_config(None, tiny_overrides(tmp_path, "log.tensorboard=true")))
     run = tmp_path / "run"
     assert summary["step"] == 8 and summary["epoch"] == 2.0
+    assert summary["host_memory"] == ("kept" if keep_freed_memory() else "default")  # CPU runs say how they ran
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["batch_size"] == 16
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 9))

@@ -88,8 +88,7 @@ class Trainer:
         self.resume = resume
         device_type = resolve_device(cfg.device)
         self.device = dist.init(device_type)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        self.host_memory = "kept" if self.device.type == "cpu" and keep_freed_memory() else "default"
         self.rank, self.world = dist.rank(), dist.world_size()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.out = self._output_dir()
@@ -326,6 +325,7 @@ class Trainer:
                    "stopped_early": stopped, "seconds": round(elapsed, 2),
                    "images_per_s": round((self.step - start_step) * batch_images / max(elapsed, 1e-9), 2),
                    "processes": self.world, "device": str(self.device), "precision": self.precision,
+                   "host_memory": self.host_memory,
                    "dataset": {"name": self.dataset.name, "images": len(self.dataset)}}
         if main:
             if picture_batch is not None:
