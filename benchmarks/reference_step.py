@@ -133,7 +133,8 @@ def main() -> None:
         print(json.dumps(run_row(a, a.row, Path(a.data))))
         return
     cpu = a.device == "cpu"
-    plan = [("reference", "default", "reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA"),
+    plan = [("reference", "default",
+             "reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA"),
             ("mixed", "default", "reference batches, vitssl step (SDPA, fused AdamW, foreach EMA)")]
     ours = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
     if cpu:
@@ -166,7 +167,8 @@ def main() -> None:
             "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, kind, sec in rows]
     for r in out:
         print(r)
-    print(f"vitssl's one-time decode of {extra['images']} images into the cache: {extra['decode']:.1f} s (once per dataset)")
+    print(f"vitssl's one-time decode of {extra['images']} images into the cache: {extra['decode']:.1f} s "
+          "(once per dataset)")
     write(f"reference_step_{torch.device(a.device).type}", out,
           ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio"],
           "python benchmarks/reference_step.py " + " ".join(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """Batched image augmentation on the training device: one kernel per step for the whole batch.
 
 uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several views) -> normalised
-float (B, 3, s, s). Every parameter is drawn per image from the
-global torch RNG of the device (checkpointed by the trainer, so resumed runs repeat it exactly).
+float (B, 3, s, s). Every parameter is drawn per image from the global torch RNG of the device
+(checkpointed by the trainer, so resumed runs repeat it exactly).
 
 - random resized crop and horizontal flip: one `affine_grid` + `grid_sample`;
 - colour jitter (brightness, contrast, saturation, hue in a random order per image) and grayscale
