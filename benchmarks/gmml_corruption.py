@@ -13,6 +13,7 @@ import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from common import timeit, write  # noqa: E402
 
+from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods.sit.corruption import gmml_corrupt  # noqa: E402
 
 
@@ -24,6 +25,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     dev = torch.device(args.device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the trainer does on CPU
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
