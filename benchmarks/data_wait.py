@@ -39,8 +39,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     a = ap.parse_args()
     dev = torch.device(a.device)
-    if dev.type == "cpu":
-        keep_freed_memory()  # as the trainer does on CPU
+    keep_freed_memory(dev)  # as the trainer does on CPU
     cfg = load_config(a.config, [f"data.root={a.root}", f"train.batch_size={a.batch}"])
     ds = load_dataset(cfg.data, "train", progress=False)
     loader = BatchLoader(ds, batch_size=a.batch, device=dev, num_workers=cfg.data.num_workers)

@@ -25,8 +25,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     dev = torch.device(args.device)
-    if dev.type == "cpu":
-        keep_freed_memory()  # as the trainer does on CPU
+    keep_freed_memory(dev)  # as the trainer does on CPU
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size, device=dev)

@@ -111,8 +111,7 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
     name, batch, configs = next(s for s in SETTINGS if s[0] == setting)
     config, extra = configs[method_name]
     cfg = load_config(config, extra)
-    if dev.type == "cpu":
-        keep_freed_memory()  # as the trainer does on CPU
+    keep_freed_memory(dev)  # as the trainer does on CPU
     torch.manual_seed(0)
     if method_name == "supervised":
         method = Supervised(encoder_from_config(cfg.model, cfg.data.image_size)).to(dev).train()

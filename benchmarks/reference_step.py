@@ -57,8 +57,8 @@ def timed(step, batches, steps: int, sync) -> float:
 
 def run_row(a, kind: str, tmp: Path) -> dict:
     """Seconds per step of one row, in this process: reference, mixed, ours or compiled."""
-    keep_freed_memory()  # as vitssl's trainer on CPU, unless VITSSL_HOST_ALLOCATOR=default
     dev = torch.device(a.device)
+    keep_freed_memory(dev)  # as vitssl's trainer on CPU, unless VITSSL_HOST_ALLOCATOR=default
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
     os.environ["VITSSL_CACHE"] = str(tmp / "cache")

@@ -38,8 +38,7 @@ SWEEPS = {"batch": [16, 32, 64, 128, 256], "image_size": [32, 48, 64, 96], "dept
 def measure(method_name: str, dev: torch.device, repeat: int, batch: int, image_size: int, depth: int) -> float:
     extra = ["method.recon_blocks=null"] if method_name in ("sit", "gmml") else []  # the default: valid at any depth
     cfg = load_config(CONFIGS[method_name], [f"data.image_size={image_size}", f"model.depth={depth}", *extra])
-    if dev.type == "cpu":
-        keep_freed_memory()  # as the trainer does on CPU
+    keep_freed_memory(dev)  # as the trainer does on CPU
     torch.manual_seed(0)
     method = registry.get(method_name).build(cfg).to(dev).train()
     opt = build_optimizer(method, cfg.optim, dev)

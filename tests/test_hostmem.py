@@ -38,3 +38,9 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     assert not default["tuned"] and tuned["tuned"]
     assert min(default["faults"][-3:]) > pages  # every step faults its temporaries' pages in again
     assert sum(tuned["faults"][-3:]) < pages // 10  # once warm, the freed pages are reused
+
+
+def test_only_cpu_runs_touch_the_host_allocator():
+    from vitssl.hostmem import keep_freed_memory
+
+    assert keep_freed_memory("cuda") is False and keep_freed_memory("meta") is False

@@ -16,20 +16,21 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from functools import lru_cache
+
+import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap; up to 1 GiB of free heap is kept
 
-_state: dict = {}
+
+def keep_freed_memory(device: torch.device | str = "cpu") -> bool:
+    """For a run on `device`: raise glibc's mmap and trim thresholds once per process if it is the
+    CPU; True when they are in effect. Other devices keep their tensors off the host heap."""
+    return torch.device(device).type == "cpu" and _tune()
 
 
-def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds once per process; True when they are in effect."""
-    if "tuned" not in _state:
-        _state["tuned"] = _tune()
-    return _state["tuned"]
-
-
+@lru_cache(maxsize=None)
 def _tune() -> bool:
     if os.environ.get("VITSSL_HOST_ALLOCATOR", "").lower() == "default":
         return False

@@ -75,8 +75,7 @@ class Evaluation:
     def __init__(self, cfg: EvalConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.device = _device(cfg.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
+        keep_freed_memory(self.device)
         self.encoder, self.info = encoders.load_encoder(cfg.checkpoint, model_cfg=cfg.model,
                                                         image_size=cfg.data.image_size, seed=cfg.seed)
         patch = self.encoder.patch_size

@@ -88,7 +88,7 @@ class Trainer:
         self.resume = resume
         device_type = resolve_device(cfg.device)
         self.device = dist.init(device_type)
-        self.host_memory = "kept" if self.device.type == "cpu" and keep_freed_memory() else "default"
+        self.host_memory = "kept" if keep_freed_memory(self.device) else "default"
         self.rank, self.world = dist.rank(), dist.world_size()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
         self.out = self._output_dir()
