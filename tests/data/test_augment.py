@@ -59,6 +59,20 @@ def test_full_crop_is_identity_and_flip_mirrors():
     assert torch.allclose(same[1], x[1].flip(-1), atol=1e-5)
 
 
+def test_crop_grid_equals_affine_grid():
+    """The plain way: a full affine grid from the crop matrix, as torchvision's resized crop + flip."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 40, 40)
+    cx, cy, w, h = crop_params(6, (0.08, 1.0), (3 / 4, 4 / 3), "cpu")
+    flip = torch.rand(6) < 0.5
+    theta = torch.zeros(6, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = w * torch.where(flip, -1.0, 1.0), cx * 2 - 1
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy * 2 - 1
+    grid = F.affine_grid(theta, [6, 3, 24, 24], align_corners=False)
+    want = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert torch.allclose(resized_crop(x, 24, cx, cy, w, h, flip), want, atol=1e-5)
+
+
 def _reference_jitter(x, b, c, s, hue_angle):
     """Sequential brightness -> contrast -> saturation -> hue (YIQ), no intermediate clamps."""
     gray = torch.tensor(GRAY).view(1, 3, 1, 1)
@@ -107,8 +121,8 @@ def _conv_blur(x, sigma):
     return y.view(b, c, h, w)
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 32, 32), (2, 3, 37, 50), (3, 1, 15, 15), (1, 3, 96, 64)])
-def test_matmul_blur_equals_convolution(shape):
+@pytest.mark.parametrize("shape", [(5, 3, 32, 32), (2, 3, 37, 50), (3, 1, 15, 15), (1, 3, 96, 64), (2, 3, 224, 224)])
+def test_tiled_blur_equals_convolution(shape):  # whole tiles, ragged last tiles, one tile smaller than 32
     torch.manual_seed(0)
     x, sigma = torch.rand(shape), torch.rand(shape[0]) * 3 + 0.1
     fast = gaussian_blur(x, sigma)

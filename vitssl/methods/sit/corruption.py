@@ -17,6 +17,7 @@ would stop, and the mask is "first index < count". Same blocks in, same mask out
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -43,8 +44,8 @@ def _draw_blocks(b: int, t: int, grid: tuple[int, int], max_side: tuple[int, int
 
 
 def first_cover(blocks, grid: tuple[int, int]) -> torch.Tensor:
-    """For T <= 24 (CPU) or 53 (GPU) blocks: the index of the first block covering each cell, (B, gh, gw)
-    int64, and a value >= T where no block does."""
+    """For T <= 53 blocks: the index of the first block covering each cell, (B, gh, gw) int32, and a value
+    >= T where no block does."""
     y0, y1, x0, x1 = blocks
     t = y0.shape[1]
     exact64 = t > 24  # fp32 holds 24 distinct powers of two exactly; GPUs may round fp32 (TF32) anyway
@@ -58,8 +59,11 @@ def first_cover(blocks, grid: tuple[int, int]) -> torch.Tensor:
     weight = torch.pow(2.0, -torch.arange(t, device=y0.device, dtype=dtype))  # block t counts 2^-t
     with torch.autocast(y0.device.type, enabled=False):
         s = torch.bmm((rows * weight[:, None]).transpose(1, 2), cols)  # (B, gh, gw) sum of 2^-t over covering t
-    exponent = s.view(torch.int64 if exact64 else torch.int32) >> mant  # biased exponent; 0 where s == 0
-    return torch.sub(bias, exponent, out=exponent).long()  # first covering t = bias - exponent; bias where none
+    bits = s.view(torch.int32)  # an fp64's exponent lies in its high 32-bit word
+    if exact64:
+        bits = bits[..., 1::2] if sys.byteorder == "little" else bits[..., 0::2]
+    exponent = bits >> (mant - 32 if exact64 else mant)  # (B, gh, gw) biased exponent; 0 where s == 0
+    return torch.sub(bias, exponent, out=exponent)  # first covering t = bias - exponent; bias where none
 
 
 def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: int = 1, max_block: float = 0.3,
@@ -78,8 +82,8 @@ def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: 
     max_side = (max(1, round(int(max_block * h) / align)), max(1, round(int(max_block * w) / align)))
     need = torch.ceil(target.to(device).double() * cells - 1e-9).clamp(1, cells).long()  # cells to cover
     chunk = 53  # the most blocks whose powers of two fp64 sums exactly
-    none = 2 ** 62  # "no block covers this cell yet"
-    first = None  # (B, gh, gw) int64: index of the first block covering each cell, or `none`
+    none = 2 ** 30  # "no block covers this cell yet"
+    first = None  # (B, gh, gw) int32: index of the first block covering each cell, or `none`
     count = torch.zeros(b, dtype=torch.long, device=device)  # cells covered so far
     used = torch.zeros(b, dtype=torch.long, device=device)  # blocks the sequential loop would draw
     todo = torch.arange(b, device=device)  # images still short of their target
@@ -90,24 +94,24 @@ def sample_masks(b: int, size: tuple[int, int], target: torch.Tensor, *, align: 
         drawn.append(blocks)
         n = todo.numel()
         if first is None:  # the first chunk: every image, nothing covered before
-            idx = first_cover(blocks, grid)
-            bins = idx.clamp_max_(chunk)  # (B, gh, gw): the covering block, or `chunk` for none
-            first = bins.masked_fill(bins == chunk, none)
+            bins = first_cover(blocks, grid).clamp_max_(chunk)  # (B, gh, gw): the covering block, or `chunk` for none
         else:
             idx = first_cover(tuple(t.index_select(0, todo) for t in blocks), grid)
             first_t = first.index_select(0, todo)
             new = (idx < chunk).logical_and_(first_t == none)  # cells this chunk covers first
             bins = idx.masked_fill_(~new, chunk)
             first.index_copy_(0, todo, torch.where(new, bins + offset, first_t))
-        key = (torch.arange(n, device=device) * (chunk + 1)).view(n, 1, 1)
+        key = (torch.arange(n, device=device, dtype=torch.int32) * (chunk + 1)).view(n, 1, 1)
         hist = torch.bincount((bins + key).view(-1), minlength=n * (chunk + 1)).view(n, chunk + 1)[:, :chunk]
+        if first is None:
+            first = bins.masked_fill_(bins == chunk, none)  # bins are not needed any more
         covered = count.index_select(0, todo)[:, None] + hist.cumsum(1)  # (n, chunk): covered after each block
         goal = need.index_select(0, todo)[:, None]
         reached = covered[:, -1] >= goal[:, 0]
         count.index_copy_(0, todo, covered[:, -1])
         used.index_copy_(0, todo, torch.where(reached, offset + (covered < goal).sum(1) + 1, 0))
         todo = todo[~reached]
-    mask = first < used[:, None, None]  # (B, gh, gw)
+    mask = first < used.int()[:, None, None]  # (B, gh, gw)
     if align > 1:
         mask = mask.repeat_interleave(align, 1).repeat_interleave(align, 2)
     if return_blocks:
