@@ -4,17 +4,21 @@ Reference (benchmarks/reference/sit_data.py, a baseline never used by vitssl): J
 augmentation of two views per image in DataLoader workers, NumPy GMML per image in the collate.
 Ours: images decoded once into a uint8 cache, then two views augmented and corrupted batched on the
 device. Both produce two clean and two corrupted normalised views per image, with masks. On CPU,
-vitssl runs with glibc's default malloc, then as its trainer does (freed memory kept for reuse,
-`vitssl.hostmem`), and the reference is timed again in that tuned process, so the ratio of the code
-alone can be read off too.
+vitssl runs with glibc's default malloc and as its trainer does (freed memory kept for reuse,
+`vitssl.hostmem`), and the reference runs with that setting too, so the ratio of the code alone can
+be read off. Every row runs in a fresh process (no row inherits another's heap), `--rounds` times,
+interleaved; the table has the medians.
 
-python benchmarks/reference_pipeline.py [--size 224] [--images 512] [--batch 64] [--workers 2]
+python benchmarks/reference_pipeline.py [--size 224] [--images 512] [--batch 64] [--workers 2] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +72,23 @@ def ours_rate(ds, cfg, batch: int, max_frac: float, device: torch.device) -> flo
     return n / (time.perf_counter() - t)
 
 
+def run_row(a, kind: str, tmp: Path) -> float:
+    """Images/s of one row, in this process: the reference, or ours."""
+    dev = torch.device(a.device)
+    keep_freed_memory(dev)  # as vitssl's trainer on CPU, unless VITSSL_HOST_ALLOCATOR=default
+    torch.manual_seed(0)
+    np.random.seed(0)
+    if kind == "reference":
+        paths = sorted(str(p) for p in (tmp / "data").rglob("*.jpg"))
+        return reference_rate(paths, a.size, a.batch, a.workers, a.max_frac)
+    cfg = _config(a, tmp)  # the images come from the cache that main() filled (VITSSL_CACHE)
+    return ours_rate(load_dataset(cfg.data, "train", progress=False), cfg, a.batch, a.max_frac, dev)
+
+
+def _config(a, tmp: Path):
+    return load_config("sit_224", [f"data.root={tmp}/data", f"data.image_size={a.size}", "data.num_workers=2"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=224)
@@ -76,33 +97,42 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
     ap.add_argument("--max-frac", type=float, default=0.5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=3, help="run every row this many times, interleaved; report medians")
+    ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    torch.manual_seed(0)
-    np.random.seed(0)
+    if a.row:
+        print(json.dumps({"rate": run_row(a, a.row, Path(a.data))}))
+        return
+    ours = f"vitssl (cached uint8, batched augment + GMML on {a.device})"
+    if a.device == "cpu":
+        plan = [("reference", "default", "reference (PIL workers + NumPy GMML in collate)"),
+                ("ours", "default", ours + ", default malloc"),
+                ("ours", "", ours + ", freed memory kept (as the trainer)"),
+                ("reference", "", "reference, freed memory kept (vitssl.hostmem)")]
+    else:
+        plan = [("reference", "", "reference (PIL workers + NumPy GMML in collate)"), ("ours", "", ours)]
+    rates = {name: [] for _, _, name in plan}
     store = round(a.size * 256 / 224) if a.size > 64 else a.size
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
-        os.environ["VITSSL_CACHE"] = str(cache)
-        paths = write_jpegs(Path(tmp) / "data", a.images, store)
-        cfg = load_config("sit_224", [f"data.root={tmp}/data", f"data.image_size={a.size}", "data.num_workers=2"])
+        write_jpegs(Path(tmp) / "data", a.images, store)
+        os.environ["VITSSL_CACHE"] = str(Path(tmp) / "cache")
         t = time.perf_counter()
-        ds = load_dataset(cfg.data, "train", progress=False)
-        decode = len(ds) / (time.perf_counter() - t)
-        dev = torch.device(a.device)
-        ref = reference_rate(paths, a.size, a.batch, a.workers, a.max_frac)
-        rates = [("reference (PIL workers + NumPy GMML in collate)", ref)]
-        ours = f"vitssl (cached uint8, batched augment + GMML on {a.device})"
-        if dev.type == "cpu":
-            rates.append((ours + ", default malloc", ours_rate(ds, cfg, a.batch, a.max_frac, dev)))
-            keep_freed_memory(dev)  # as vitssl's trainer does on CPU
-            rates.append((ours + ", freed memory kept (as the trainer)",
-                          ours_rate(ds, cfg, a.batch, a.max_frac, dev)))
-            rates.append(("reference, freed memory kept (vitssl.hostmem)",
-                          reference_rate(paths, a.size, a.batch, a.workers, a.max_frac)))
-        else:
-            rates.append((ours, ours_rate(ds, cfg, a.batch, a.max_frac, dev)))
-    rows = [{"pipeline": name, "size": a.size, "batch": a.batch, "images_per_s": round(rate, 1),
-             "ratio": round(rate / ref, 2)} for name, rate in rates]
+        n = len(load_dataset(_config(a, Path(tmp)).data, "train", progress=False))  # fills the cache once
+        decode = n / (time.perf_counter() - t)
+        for _ in range(a.rounds):
+            for kind, allocator, name in plan:
+                env = {**os.environ, "VITSSL_HOST_ALLOCATOR": allocator}
+                out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--row", kind, "--data", tmp],
+                                     env=env, capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(f"row {name!r} failed:\n{out.stderr[-3000:]}")
+                rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+                print(f"{name}: {rates[name][-1]:.1f} images/s", flush=True)
+    ref = statistics.median(rates[plan[0][2]])
+    rows = [{"pipeline": name, "size": a.size, "batch": a.batch,
+             "images_per_s": round(statistics.median(rates[name]), 1),
+             "ratio": round(statistics.median(rates[name]) / ref, 2)} for _, _, name in plan]
     for r in rows:
         print(r)
     print(f"vitssl's one-time decode into the cache: {decode:.0f} images/s (once per dataset, not per epoch)")

@@ -3,8 +3,8 @@
 # machine (nothing else running; about 40 minutes on 2 cores). Run from the repository root with
 # the package installed.
 set -euo pipefail
-python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64
-python benchmarks/reference_pipeline.py --size 32 --images 4096 --batch 256
+python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64 --rounds 3
+python benchmarks/reference_pipeline.py --size 32 --images 4096 --batch 256 --rounds 3
 python benchmarks/reference_step.py --batch 128 --steps 3 --rounds 2 --compile
 python benchmarks/pretrain_throughput.py --repeat 2
 python benchmarks/data_wait.py --steps 5
