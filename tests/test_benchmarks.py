@@ -1,8 +1,14 @@
-"""The benchmarks' own machinery: FLOPs counted from shapes, and the reference SiT step of
-`benchmarks/reference/` computing what vitssl's fast step computes (only the speed may differ)."""
+"""The benchmarks' own machinery: FLOPs counted from shapes, the reference SiT step of
+`benchmarks/reference/` computing what vitssl's fast step computes (only the speed may differ), and
+the side-by-side scripts running end to end at toy sizes."""
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import torch
 
@@ -12,7 +18,8 @@ from vitssl.config import load_config
 from vitssl.methods import registry
 from vitssl.models.vit import VisionTransformer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 from common import count_flops  # noqa: E402
 from reference.sit_step import explicit_attention  # noqa: E402
 
@@ -62,3 +69,18 @@ def test_reference_step_computes_what_the_fast_step_computes():
     sit.after_step(0, 10)
     for a, b in zip(sit.teacher_parameters(), loop):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("script, args, rows", [
+    ("reference_pipeline.py", ["--size", "32", "--images", "48", "--batch", "8", "--workers", "1", "--rounds", "1"], 4),
+    ("reference_step.py", ["--batch", "8", "--steps", "1", "--workers", "1"], 5),
+])
+def test_side_by_side_scripts_run_every_row(tmp_path, script, args, rows):
+    """Each row in its own process, the reference first with ratio 1; results go where they are told."""
+    env = {**os.environ, "VITSSL_BENCH_RESULTS": str(tmp_path)}
+    subprocess.run([sys.executable, str(BENCHMARKS / script), *args], env=env, check=True, capture_output=True)
+    (result,) = tmp_path.glob("*.json")
+    got = json.loads(result.read_text())["rows"]
+    assert len(got) == rows and got[0]["pipeline"].startswith("reference") and got[0]["ratio"] == 1.0
+    assert all(r["images_per_s"] > 0 for r in got)
+    assert result.with_suffix(".md").read_text().count("\n| ") == rows + 1  # header + one line per row
