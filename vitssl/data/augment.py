@@ -128,7 +128,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, tile: int = 32) -> torch
     Each pass cuts its axis into tiles of `tile` pixels and blurs every tile as one small matmul of
     its window (tile + 2r pixels, from the reflect-padded image) with a per-image band matrix: the
     whole batch is two batched matmuls at matmul speed, with (tile + 2r) / (2r + 1) times the
-    arithmetic of a convolution instead of the n / (2r + 1) of a dense (n, n) blur matrix (2.5x
+    arithmetic of a convolution instead of the n / (2r + 1) of a dense (n, n) blur matrix (3.4x
     against 17x for a 13-tap kernel at 224 px; on a 2-core CPU about half the time of the dense one).
     """
     b, c, h, w = x.shape
