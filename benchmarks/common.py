@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -66,6 +68,23 @@ def write(name: str, rows: list[dict], columns: list[str], command: str) -> None
     (RESULTS / f"{name}.md").write_text(f"# {name}\n\n`{command}`\n\n{m['cpu']}, {m['cores']} cores, torch "
                                         f"{m['torch']}, {m['date']}\n\n{table}\n")
     print(table)
+
+
+def run_rows(script: str, plan: list[tuple[str, str, str]], data: str, rounds: int) -> dict[str, list[dict]]:
+    """Every row of `plan` (kind, host allocator setting, name), `rounds` times, interleaved, each in a
+    fresh process (so that no row inherits another's heap): `script` again with this process's
+    arguments and `--row kind --data data`, which prints its result as a JSON line. name -> results."""
+    results = {name: [] for _, _, name in plan}
+    for _ in range(rounds):
+        for kind, allocator, name in plan:
+            env = {**os.environ, "VITSSL_HOST_ALLOCATOR": allocator}
+            out = subprocess.run([sys.executable, script, *sys.argv[1:], "--row", kind, "--data", data],
+                                 env=env, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"row {name!r} failed:\n{out.stderr[-3000:]}")
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"{name}: {results[name][-1]}", flush=True)
+    return results
 
 
 def write_jpegs(folder: Path, n: int, store: int) -> list[str]:

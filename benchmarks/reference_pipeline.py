@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write, write_jpegs  # noqa: E402
+from common import run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
@@ -112,7 +111,6 @@ def main() -> None:
                 ("reference", "", "reference, freed memory kept (vitssl.hostmem)")]
     else:
         plan = [("reference", "", "reference (PIL workers + NumPy GMML in collate)"), ("ours", "", ours)]
-    rates = {name: [] for _, _, name in plan}
     store = round(a.size * 256 / 224) if a.size > 64 else a.size
     with tempfile.TemporaryDirectory() as tmp:
         write_jpegs(Path(tmp) / "data", a.images, store)
@@ -120,15 +118,8 @@ def main() -> None:
         t = time.perf_counter()
         n = len(load_dataset(_config(a, Path(tmp)).data, "train", progress=False))  # fills the cache once
         decode = n / (time.perf_counter() - t)
-        for _ in range(a.rounds):
-            for kind, allocator, name in plan:
-                env = {**os.environ, "VITSSL_HOST_ALLOCATOR": allocator}
-                out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--row", kind, "--data", tmp],
-                                     env=env, capture_output=True, text=True)
-                if out.returncode:
-                    raise SystemExit(f"row {name!r} failed:\n{out.stderr[-3000:]}")
-                rates[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
-                print(f"{name}: {rates[name][-1]:.1f} images/s", flush=True)
+        results = run_rows(__file__, plan, tmp, a.rounds)
+    rates = {name: [r["rate"] for r in runs] for name, runs in results.items()}
     ref = statistics.median(rates[plan[0][2]])
     rows = [{"pipeline": name, "size": a.size, "batch": a.batch,
              "images_per_s": round(statistics.median(rates[name]), 1),

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write, write_jpegs  # noqa: E402
+from common import run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
 from reference.sit_step import explicit_attention, reference_optimizer, reference_step  # noqa: E402
 
@@ -144,23 +143,12 @@ def main() -> None:
         plan.append(("compiled", "", "vitssl as above, train.compile=true"))
     if cpu:
         plan.append(("reference", "", "reference as row 1, with freed memory kept (vitssl.hostmem)"))
-    times, extra = {name: [] for _, _, name in plan}, {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(a.config, [])
         write_jpegs(Path(tmp) / "data", a.batch * (a.steps + 2), cfg.data.resolved_store_size)
-        for _ in range(a.rounds):
-            for kind, allocator, name in plan:
-                env = {**os.environ, "VITSSL_HOST_ALLOCATOR": allocator}
-                out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--row", kind, "--data", tmp],
-                                     env=env, capture_output=True, text=True)
-                if out.returncode:
-                    raise SystemExit(f"row {name!r} failed:\n{out.stderr[-3000:]}")
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                if "decode" in result and "decode" not in extra:  # the first decode fills the cache
-                    extra = result
-                times[name].append(result["sec"])
-                print(f"{name}: {result['sec']:.3f} s/step", flush=True)
-    rows = [(name, kind, statistics.median(times[name])) for kind, _, name in plan]
+        results = run_rows(__file__, plan, tmp, a.rounds)
+    extra = next(r for runs in results.values() for r in runs if "decode" in r)  # the first decode fills the cache
+    rows = [(name, kind, statistics.median(r["sec"] for r in results[name])) for kind, _, name in plan]
     ref = rows[0][2]
     out = [{"pipeline": name, "config": a.config, "device": a.device,
             "precision": "fp32" if kind == "reference" else a.precision, "batch": a.batch, "s_per_step": round(sec, 3),
