@@ -40,6 +40,26 @@ def test_synthetic_is_deterministic_and_labelled():
     assert len(test) == 20 and not torch.equal(test.images[:20], a.images[:20])
 
 
+def test_synthetic_memory_does_not_grow_with_image_size(monkeypatch):
+    """Large images are drawn a few at a time (sit_224 on synthetic images was once killed for memory on a
+    24 GiB machine); each image
+    evaluates only its own class's shape, which gives what evaluating all ten and picking one gave."""
+    from vitssl.data import synthetic
+
+    chunks, render = [], synthetic.render
+    monkeypatch.setattr(synthetic, "render", lambda labels, size, g: chunks.append(len(labels)) or render(labels, size, g))
+    images, labels = synthetic.make_synthetic(40, 256)
+    assert images.shape == (40, 3, 256, 256) and sum(chunks) == 40
+    assert max(chunks) * 512 ** 2 <= synthetic.CHUNK_PIXELS and len(chunks) > 1
+    x, y = torch.rand(2, 20, 16, 16) * 3 - 1.5
+    label, freq = torch.arange(20) % 10, torch.rand(20) * 3 + 2
+    fg, second = synthetic._shape_masks(x, y, label, freq)
+    every = torch.stack([inside(x, y) for inside in synthetic.SHAPES], 1)  # (n, 10, S, S): all shapes for all
+    assert torch.equal(fg, every[torch.arange(20), label])
+    stripes = (label == 6)[:, None, None] & (torch.sin(freq[:, None, None] * torch.pi * x) > 0)
+    assert torch.equal(second[label == 6], stripes[label == 6]) and not second[label < 6].any()
+
+
 def test_image_folder_decoded_once(cifar_small, monkeypatch):
     cfg = DataConfig(root=str(cifar_small), image_size=32, num_workers=0)
     first = load_dataset(cfg, "train")

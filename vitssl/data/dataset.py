@@ -177,10 +177,10 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
     if root == "synthetic":
         n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
         split_seed = {"train": 0, "val": 1, "test": 2}.get(split, 3)
-        key = dict(v=CACHE_VERSION, name="synthetic", split=split, size=size, n=n)
+        key = dict(v=CACHE_VERSION, name="synthetic", render=2, split=split, size=size, n=n)  # 2: chunks by pixels
 
         def build():
-            imgs, labels = synthetic.make_synthetic(n, size, seed=split_seed)
+            imgs, labels = synthetic.make_synthetic(n, size, seed=split_seed, progress=progress)
             return imgs.numpy(), labels.numpy(), {}
 
         images, labels, _ = _cached(cache_dir, key, build)

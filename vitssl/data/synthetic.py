@@ -11,31 +11,41 @@ import math
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 CLASSES = ["disk", "square", "triangle", "ring", "cross", "ellipse", "stripes", "checker", "dots", "crescent"]
 
 
+SHAPES = [  # class -> inside(x, y) for local coordinates, in the order of CLASSES
+    lambda x, y: x * x + y * y <= 1.0,  # disk
+    lambda x, y: torch.maximum(x.abs(), y.abs()) <= 0.8,  # square
+    lambda x, y: (y >= -0.5) & (math.sqrt(3) * x + y <= 1.0) & (-math.sqrt(3) * x + y <= 1.0),  # triangle
+    lambda x, y: ((x * x + y * y) <= 1.0) & ((x * x + y * y) >= 0.55 ** 2),  # ring
+    lambda x, y: ((x.abs() <= 0.3) & (y.abs() <= 1.0)) | ((y.abs() <= 0.3) & (x.abs() <= 1.0)),  # cross
+    lambda x, y: x * x + y * y / 0.16 <= 1.0,  # ellipse
+    lambda x, y: x * x + y * y <= 1.0,  # stripes (texture inside a disk)
+    lambda x, y: torch.maximum(x.abs(), y.abs()) <= 0.9,  # checker (texture inside a square)
+    lambda x, y: ((x - 0.5) ** 2 + y * y <= 0.16) | ((x + 0.5) ** 2 + y * y <= 0.16),  # dots
+    lambda x, y: (x * x + y * y <= 1.0) & ((x - 0.45) ** 2 + y * y > 0.8 ** 2),  # crescent
+]
+PATTERNS = {  # class -> second-colour texture(x, y, k), k the per-image frequency (n, 1, 1)
+    CLASSES.index("stripes"): lambda x, y, k: torch.sin(k * math.pi * x) > 0,
+    CLASSES.index("checker"): lambda x, y, k: (torch.sin(k * math.pi * x) * torch.sin(k * math.pi * y)) > 0,
+}
+
+
 def _shape_masks(x: torch.Tensor, y: torch.Tensor, label: torch.Tensor, freq: torch.Tensor) -> tuple:
-    """Foreground coverage and a second-colour pattern for local coords x, y: (n, S, S) each."""
-    r2 = x * x + y * y
-    k = freq[:, None, None]
-    shapes = torch.stack([
-        r2 <= 1.0,  # disk
-        torch.maximum(x.abs(), y.abs()) <= 0.8,  # square
-        (y >= -0.5) & (math.sqrt(3) * x + y <= 1.0) & (-math.sqrt(3) * x + y <= 1.0),  # triangle
-        (r2 <= 1.0) & (r2 >= 0.55 ** 2),  # ring
-        ((x.abs() <= 0.3) & (y.abs() <= 1.0)) | ((y.abs() <= 0.3) & (x.abs() <= 1.0)),  # cross
-        x * x + y * y / 0.16 <= 1.0,  # ellipse
-        r2 <= 1.0,  # stripes (texture inside a disk)
-        torch.maximum(x.abs(), y.abs()) <= 0.9,  # checker (texture inside a square)
-        ((x - 0.5) ** 2 + y * y <= 0.16) | ((x + 0.5) ** 2 + y * y <= 0.16),  # dots
-        (r2 <= 1.0) & ((x - 0.45) ** 2 + y * y > 0.8 ** 2),  # crescent
-    ], dim=1)  # (n, 10, S, S)
-    fg = shapes.gather(1, label[:, None, None, None].expand(-1, 1, *x.shape[1:]))[:, 0]
-    stripes = torch.sin(k * math.pi * x) > 0
-    checker = (torch.sin(k * math.pi * x) * torch.sin(k * math.pi * y)) > 0
-    second = torch.where((label == 6)[:, None, None], stripes, torch.zeros_like(stripes))
-    second = torch.where((label == 7)[:, None, None], checker, second)
+    """Foreground coverage and a second-colour pattern for local coords x, y: (n, S, S) each. Each
+    image evaluates its own class's shape only."""
+    fg = torch.zeros(x.shape, dtype=torch.bool)
+    second = torch.zeros(x.shape, dtype=torch.bool)
+    for c, inside in enumerate(SHAPES):
+        idx = (label == c).nonzero()[:, 0]
+        if idx.numel():
+            xc, yc = x[idx], y[idx]
+            fg[idx] = inside(xc, yc)
+            if c in PATTERNS:
+                second[idx] = PATTERNS[c](xc, yc, freq[idx, None, None])
     return fg, second
 
 
@@ -70,11 +80,22 @@ def render(labels: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
-def make_synthetic(n: int, size: int = 32, seed: int = 0, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (n, 3, size, size) uint8, labels (n,)) with classes balanced and shuffled."""
+CHUNK_PIXELS = 1000 * 64 * 64  # pixels of the 2x canvas rendered at once: about 0.5 GiB of temporaries
+
+
+def make_synthetic(n: int, size: int = 32, seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (n, 3, size, size) uint8, labels (n,)) with classes balanced and shuffled.
+
+    Rendered in chunks of a fixed pixel budget (1000 images at 32 px, 15 at 256 px), so that memory
+    does not grow with the image size. The same seed and size give the same images.
+    """
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % len(CLASSES)
     labels = labels[torch.randperm(n, generator=g)]
-    images = torch.cat([render(labels[i:i + chunk], size, g) for i in range(0, n, chunk)]) if n else \
-        torch.empty(0, 3, size, size, dtype=torch.uint8)
+    images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    chunk = max(1, CHUNK_PIXELS // (2 * size) ** 2)
+    with tqdm(total=n, desc=f"drawing {n} synthetic images", unit="img", disable=not progress, leave=False) as bar:
+        for i in range(0, n, chunk):
+            images[i:i + chunk] = render(labels[i:i + chunk], size, g)
+            bar.update(min(chunk, n - i))
     return images, labels
