@@ -41,9 +41,9 @@ def test_synthetic_is_deterministic_and_labelled():
 
 
 def test_synthetic_memory_does_not_grow_with_image_size(monkeypatch):
-    """Large images are drawn a few at a time (sit_224 on synthetic images was once killed for memory on a
-    24 GiB machine); each image
-    evaluates only its own class's shape, which gives what evaluating all ten and picking one gave."""
+    """Large images are drawn a few at a time (sit_224 on synthetic images was once killed for memory on
+    a 24 GiB machine); each image evaluates only its own class's shape, which gives what evaluating
+    all ten and picking one gave."""
     from vitssl.data import synthetic
 
     chunks, render = [], synthetic.render
