@@ -47,6 +47,7 @@ def test_too_few_images_for_a_batch():
         BatchLoader(memory_ds(10), batch_size=16, device=torch.device("cpu"))
 
 
+@pytest.mark.filterwarnings("error")  # no warning from the decode path (read-only PIL buffers)
 def test_streaming_matches_memory(cifar_small):
     cfg = DataConfig(root=str(cifar_small), image_size=32, num_workers=0)
     mem = BatchLoader(load_dataset(cfg, "test"), batch_size=8, device=torch.device("cpu"), seed=5)

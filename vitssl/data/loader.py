@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -31,8 +32,8 @@ class FileImages(Dataset):
         for attempt in range(len(self.paths)):
             j = (i + attempt) % len(self.paths)
             try:
-                arr = decode_image(self.paths[j], self.size, self.min_side)
-                return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[j]
+                arr = decode_image(self.paths[j], self.size, self.min_side)  # (S, S, 3), read-only (PIL's buffer)
+                return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), self.labels[j]  # (3, S, S) copy
             except DataError as e:
                 if not self.skip:
                     raise
