@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU speed measurements of benchmarks/RESULTS.md (issue 5), as they were run. Needs a quiet
-# machine (nothing else running; about 40 minutes on 2 cores). Run from the repository root with
+# machine (nothing else running; about an hour on 2 cores). Run from the repository root with
 # the package installed.
 set -euo pipefail
 python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64 --rounds 3
