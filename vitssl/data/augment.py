@@ -4,7 +4,7 @@ uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several vi
 float (B, 3, s, s). Every parameter is drawn per image from the global torch RNG of the device
 (checkpointed by the trainer, so resumed runs repeat it exactly).
 
-- random resized crop and horizontal flip: one `affine_grid` + `grid_sample`;
+- random resized crop and horizontal flip: one `grid_sample` on a grid built from two vectors per image;
 - colour jitter (brightness, contrast, saturation, hue in a random order per image) and grayscale
   are all affine maps of the RGB vector, composed per image into one 3x4 matrix and applied with a
   single batched matmul, clamped once at the end (the per-op clamps of torchvision are dropped);
