@@ -3,9 +3,10 @@
 Same model (vitssl's SiT, `--config`), same JPEG folder, same batch size; each row times whole
 steps including the wait for data, in a fresh process (so one row's heap cannot help the next):
 1. reference: batches from PIL DataLoader workers + NumPy GMML in the collate, explicit attention,
-   per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`, never used by vitssl);
-2. the reference's batches, vitssl's step (fused attention, fused AdamW, one `foreach` EMA) - how
-   much of the gain is the step itself;
+   a full teacher pass, per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`,
+   never used by vitssl);
+2. the reference's batches, vitssl's step (fused attention, the teacher's last block for its CLS
+   token alone, fused AdamW, one `foreach` EMA) - how much of the gain is the step itself;
 3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step;
    on CPU once with glibc's default malloc and once with freed memory kept for reuse, as vitssl's
    trainer runs (`vitssl.hostmem`);
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
-from reference.sit_step import explicit_attention, reference_optimizer, reference_step  # noqa: E402
+from reference.sit_step import research_code_model, reference_optimizer, reference_step  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
@@ -76,7 +77,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
 
     if kind == "reference":
         opt = reference_optimizer(method, cfg.optim)
-        with explicit_attention():
+        with research_code_model():
             return {"sec": timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
                                  reference_batches(), a.steps, sync)}
     opt = build_optimizer(method, cfg.optim, dev)
@@ -133,8 +134,8 @@ def main() -> None:
         return
     cpu = a.device == "cpu"
     plan = [("reference", "default",
-             "reference: PIL workers + NumPy GMML, explicit attention, per-parameter AdamW and EMA"),
-            ("mixed", "default", "reference batches, vitssl step (SDPA, fused AdamW, foreach EMA)")]
+             "reference: PIL workers + NumPy GMML, explicit attention, full teacher, per-parameter AdamW and EMA"),
+            ("mixed", "default", "reference batches, vitssl step (SDPA, CLS-only teacher tail, fused AdamW, foreach EMA)")]
     ours = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
     if cpu:
         plan.append(("ours", "default", ours + ", default malloc"))

@@ -5,6 +5,7 @@ losses are vitssl's own SiT (so the maths is identical); what differs is how the
 the research code does it:
 - attention written out, softmax(q k^T / sqrt(d)) v with the attention matrix materialised,
   instead of one fused kernel;
+- the teacher's last block computed for every token, of which the loss reads the CLS token alone;
 - AdamW and gradient clipping one parameter at a time (`foreach=False`), the teacher's EMA as a
   Python loop over parameters;
 - the batches from `sit_data.py`: PIL augmentation in DataLoader workers, NumPy GMML in the collate.
@@ -18,6 +19,7 @@ from unittest import mock
 import torch
 
 from vitssl.methods.sit.method import teacher_momentum
+from vitssl.models.vit import Block
 
 
 def _explicit_attend(q, k, v, mask=None):
@@ -27,10 +29,19 @@ def _explicit_attend(q, k, v, mask=None):
     return attn.softmax(-1) @ v
 
 
+def _every_token_block(self, x, attn_mask=None, queries=None):
+    return _block_forward(self, x, attn_mask)[:, :queries]  # all tokens computed, the first `queries` kept
+
+
+_block_forward = Block.forward
+
+
 @contextmanager
-def explicit_attention():
-    """vitssl's ViT with the attention of the research code (timm's pre-SDPA `Attention`)."""
-    with mock.patch("vitssl.models.vit.attend", _explicit_attend):
+def research_code_model():
+    """vitssl's ViT run as the research code runs it: timm's pre-SDPA `Attention`, and every block
+    computing every token even where only the CLS token is read."""
+    with mock.patch("vitssl.models.vit.attend", _explicit_attend), \
+            mock.patch.object(Block, "forward", _every_token_block):
         yield
 
 

@@ -124,3 +124,51 @@ def test_cls_attention_is_the_attention_the_block_applies():
     full = F.scaled_dot_product_attention(q, k, v)[:, :, 0]  # the CLS query's output, per head
     weights = torch.cat([1 - attn.sum(-1, keepdim=True), attn], -1)  # CLS-to-CLS weight is the rest
     assert torch.allclose((weights[..., None] * v).sum(2), full, atol=1e-5)
+
+
+def test_cls_only_matches_the_cls_row_of_the_full_pass():
+    """The last block computing the CLS token alone gives what the full pass gives for it, with
+    a boolean mask too; intermediate outputs are the CLS rows of the full ones."""
+    torch.manual_seed(0)
+    m = small(depth=3).eval()
+    x = torch.randn(4, 3, 32, 32)
+    full = m.forward_features(x)
+    cls = m.forward_features(x, cls_only=True)
+    assert cls.shape == (4, 1, 32)
+    torch.testing.assert_close(cls, full[:, :1], rtol=1e-5, atol=1e-5)
+    n = full.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    causal[0] = True  # the CLS row sees everything, so the test would notice a mask dropped on it
+    causal[0, 3:] = False
+    ref = m.forward_features(x, attn_mask=causal)
+    torch.testing.assert_close(m.forward_features(x, attn_mask=causal, cls_only=True), ref[:, :1],
+                               rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(ref[:, 0], full[:, 0], atol=1e-3)
+    inter = m.forward_intermediates(x, [0, 1], cls_only=True)
+    for a, b in zip(inter, m.forward_intermediates(x, [0, 1])):
+        assert a.shape == (4, 1, 32)
+        torch.testing.assert_close(a, b[:, :1], rtol=1e-5, atol=1e-5)
+
+
+def test_intermediates_stop_after_the_deepest_block_asked_for():
+    m = small(depth=3).eval()
+    calls = []
+    for i, blk in enumerate(m.blocks):
+        blk.register_forward_hook(lambda mod, inp, out, i=i: calls.append(i))
+    m.forward_intermediates(torch.randn(2, 3, 32, 32), [0])
+    assert calls == [0]
+
+
+def test_forward_with_cls_pooling_gives_the_full_pass_outputs_and_gradients():
+    torch.manual_seed(0)
+    m = small(depth=2, num_classes=5)
+    x = torch.randn(3, 3, 32, 32)
+    out = m(x)  # global_pool 'token': the last block computes the CLS token alone
+    out.square().sum().backward()
+    fast = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    ref = m.forward_head(m.forward_features(x))
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, p in zip(fast, m.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-6)

@@ -28,7 +28,7 @@ def default_pool(method: str) -> str:
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """(B, 1 + N, D) normalised tokens -> (B, D) or (B, 2D)."""
+    """(B, 1 + N, D) normalised tokens -> (B, D) or (B, 2D); 'cls' also takes the (B, 1, D) CLS alone."""
     if pool == "cls":
         return tokens[:, 0]
     if pool == "avg":
@@ -67,7 +67,7 @@ def extract(encoder: VisionTransformer, ds: ImageDataset, *, blocks: list[int], 
     for images in batches(ds, batch_size, num_workers):
         x = preprocess(images.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            tokens = encoder.forward_intermediates(x, blocks, norm=True)
+            tokens = encoder.forward_intermediates(x, blocks, norm=True, cls_only=pool == "cls")
         for b, t in zip(blocks, tokens):
             out[b].append(pool_tokens(t.float(), pool).cpu())
         bar.update(images.shape[0])

@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from vitssl.errors import CheckpointError
 from vitssl.models.attention import attend
@@ -57,11 +58,25 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_mask=None) -> torch.Tensor:
-        """attn_mask: None, a boolean tensor (True = may attend) or a FlexAttention BlockMask."""
+    def forward(self, x: torch.Tensor, attn_mask=None, queries: Optional[int] = None) -> torch.Tensor:
+        """attn_mask: None, a boolean tensor (True = may attend) or a FlexAttention BlockMask.
+        queries: output only the first `queries` tokens (B, q, D), which still attend to all of x:
+        a reader of the CLS token alone needs no queries, projections or MLP for the other tokens."""
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B, h, N, d/h) each
+        h = self.num_heads
+        if queries is None:
+            qkv = self.qkv(x).reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)  # (B, h, N, d/h) each
+        else:
+            if attn_mask is not None and not isinstance(attn_mask, torch.Tensor):
+                raise ValueError("queries= takes a boolean attention mask or none, not a BlockMask")
+            w, bias = self.qkv.weight, self.qkv.bias  # rows: q, k, v
+            q = F.linear(x[:, :queries], w[:d], None if bias is None else bias[:d])
+            q = q.reshape(b, queries, h, d // h).transpose(1, 2)  # (B, h, q, d/h)
+            kv = F.linear(x, w[d:], None if bias is None else bias[d:]).reshape(b, n, 2, h, d // h)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, N, d/h) each
+            attn_mask = None if attn_mask is None else attn_mask[..., :queries, :]
+            n = queries
         x = attend(q, k, v, attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
@@ -88,8 +103,10 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                queries: Optional[int] = None) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D), or (B, queries, D): the first tokens only (see `Attention`)."""
+        x = x[:, :queries] + self.drop_path(self.attn(self.norm1(x), attn_mask, queries))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -182,27 +199,33 @@ class VisionTransformer(nn.Module):
 
     # --- transformer -----------------------------------------------------------------------------
     def forward_blocks(self, tokens: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
-                       collect: Iterable[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the blocks on ready tokens; also return the outputs of blocks `collect` (0-based, un-normed)."""
+                       collect: Iterable[int] = (), cls_only: bool = False, upto: Optional[int] = None
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run blocks 0..upto (default all) on ready tokens; also return the outputs of blocks `collect`
+        (0-based, un-normed). cls_only: every output is (B, 1, D), the CLS token alone, and the last
+        block run computes nothing else."""
         want = set(collect)
+        last = self.depth - 1 if upto is None else upto
         out = []
-        for i, blk in enumerate(self.blocks):
-            tokens = blk(tokens, attn_mask)
+        for i, blk in enumerate(self.blocks[:last + 1]):
+            tokens = blk(tokens, attn_mask, 1 if cls_only and i == last else None)
             if i in want:
-                out.append(tokens)
-        return tokens, out
+                out.append(tokens[:, :1] if cls_only else tokens)
+        return (tokens[:, :1] if cls_only else tokens), out
 
-    def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 1 + N, D) normalised tokens of the last block."""
-        tokens, _ = self.forward_blocks(self.embed(x), attn_mask)
+    def forward_features(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                         cls_only: bool = False) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1 + N, D) normalised tokens of the last block; (B, 1, D) with cls_only."""
+        tokens, _ = self.forward_blocks(self.embed(x), attn_mask, cls_only=cls_only)
         return self.norm(tokens)
 
     def forward_intermediates(self, x: torch.Tensor, indices: Iterable[int] | int = 1, norm: bool = True,
-                              attn_mask: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
-        """Outputs of chosen blocks (B, 1 + N, D). An int n means the last n blocks; negatives count from the end."""
+                              attn_mask: Optional[torch.Tensor] = None, cls_only: bool = False) -> list[torch.Tensor]:
+        """Outputs of chosen blocks (B, 1 + N, D), or (B, 1, D) with cls_only. An int n means the last n
+        blocks; negatives count from the end."""
         idx = list(range(self.depth - indices, self.depth)) if isinstance(indices, int) else \
             [i % self.depth for i in indices]
-        _, outs = self.forward_blocks(self.embed(x), attn_mask, collect=idx)
+        _, outs = self.forward_blocks(self.embed(x), attn_mask, collect=idx, cls_only=cls_only, upto=max(idx))
         by_index = dict(zip(sorted(set(idx)), outs))
         return [self.norm(by_index[i]) if norm else by_index[i] for i in idx]
 
@@ -230,7 +253,8 @@ class VisionTransformer(nn.Module):
         return pooled if pre_logits else self.head(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        """(B, C, H, W) -> (B, classes); CLS pooling skips the last block's work on the other tokens."""
+        return self.forward_head(self.forward_features(x, cls_only=self.global_pool == "token"))
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         if global_pool is not None:

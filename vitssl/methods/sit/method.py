@@ -105,7 +105,7 @@ class SiT(Method):
             return out
         s1, s2 = (self.proj_head(z) for z in cls.split(b))  # BatchNorm statistics per view
         with torch.no_grad():
-            t_cls = self.teacher_encoder.forward_features(clean_all)[:, 0]
+            t_cls = self.teacher_encoder.forward_features(clean_all, cls_only=True)[:, 0]  # (2B, D)
             t1, t2 = (self.teacher_head(z) for z in t_cls.split(b))
         l_con = (info_nce(s1, t2, self.cfg.temperature) + info_nce(s2, t1, self.cfg.temperature)) / 2
         out.update(loss=self.cfg.alpha * l_rec + l_con, loss_contr=l_con.detach())
