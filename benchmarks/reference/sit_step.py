@@ -6,6 +6,8 @@ the research code does it:
 - attention written out, softmax(q k^T / sqrt(d)) v with the attention matrix materialised,
   instead of one fused kernel;
 - the teacher's last block computed for every token, of which the loss reads the CLS token alone;
+- stochastic depth as timm applies it: the branch computed for every sample, then multiplied by 0
+  for the dropped ones;
 - AdamW and gradient clipping one parameter at a time (`foreach=False`), the teacher's EMA as a
   Python loop over parameters;
 - the batches from `sit_data.py`: PIL augmentation in DataLoader workers, NumPy GMML in the collate.
@@ -29,19 +31,20 @@ def _explicit_attend(q, k, v, mask=None):
     return attn.softmax(-1) @ v
 
 
-def _every_token_block(self, x, attn_mask=None, queries=None):
-    return _block_forward(self, x, attn_mask)[:, :queries]  # all tokens computed, the first `queries` kept
-
-
-_block_forward = Block.forward
+def _research_block(self, x, attn_mask=None, queries=None):
+    """timm's `Block`: every token computed, stochastic depth as a multiply by the scaled keep mask."""
+    x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
+    x = x + self.drop_path(self.mlp(self.norm2(x)))
+    return x[:, :queries]  # the first `queries` tokens kept, as the caller asked
 
 
 @contextmanager
 def research_code_model():
-    """vitssl's ViT run as the research code runs it: timm's pre-SDPA `Attention`, and every block
-    computing every token even where only the CLS token is read."""
+    """vitssl's ViT run as the research code runs it: timm's pre-SDPA `Attention`, every block
+    computing every token even where only the CLS token is read, and every sample through every
+    branch even where stochastic depth drops it."""
     with mock.patch("vitssl.models.vit.attend", _explicit_attend), \
-            mock.patch.object(Block, "forward", _every_token_block):
+            mock.patch.object(Block, "forward", _research_block):
         yield
 
 

@@ -4,6 +4,7 @@ import torch
 from vitssl.errors import CheckpointError
 from vitssl.models import PRESETS, VisionTransformer, build_vit
 from vitssl.models.pos_embed import sincos_2d
+from vitssl.models.vit import Block
 
 TIMM_KEYS = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"}
 TIMM_BLOCK_KEYS = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
@@ -172,3 +173,56 @@ def test_forward_with_cls_pooling_gives_the_full_pass_outputs_and_gradients():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for a, p in zip(fast, m.parameters()):
         torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-6)
+
+
+def _timm_block(blk, x, mask=None):
+    """timm's pre-norm block: the residual branch multiplied by the scaled keep mask."""
+    x = x + blk.drop_path(blk.attn(blk.norm1(x), mask))
+    return x + blk.drop_path(blk.mlp(blk.norm2(x)))
+
+
+@pytest.mark.parametrize("mask", ["none", "shared", "per_sample"])
+def test_stochastic_depth_paths_give_timms_outputs_and_gradients(mask):
+    """Skipping the dropped samples (CPU default) and the fused multiply draw the same keep masks as
+    timm's DropPath and compute the same block, forward and backward."""
+    torch.manual_seed(0)
+    blk = Block(16, 2, 4.0, True, 0.5).train()
+    x = torch.randn(8, 5, 16)
+    m = {"none": None, "shared": torch.ones(5, 5, dtype=torch.bool).tril(),
+         "per_sample": torch.rand(8, 1, 5, 5) < 0.7}[mask]
+    if m is not None:
+        m[..., 0] = True  # every query sees something
+
+    def run(fn):
+        torch.manual_seed(1)
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.square().sum().backward()
+        return out, xi.grad, [p.grad.clone() for p in blk.parameters()]
+
+    results = []
+    for skip in (None, False):
+        blk.skip_dropped = skip
+        blk.zero_grad(set_to_none=True)
+        results.append(run(lambda xi: blk(xi, m)))
+    blk.zero_grad(set_to_none=True)
+    ref = run(lambda xi: _timm_block(blk, xi, m))
+    torch.manual_seed(1)
+    assert 0 < int(blk.drop_path.sample(x).sum()) < 8  # some samples dropped, some kept: both cases run
+    for out, gx, gp in results:
+        torch.testing.assert_close(out, ref[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gx, ref[1], rtol=1e-4, atol=1e-5)
+        for a, b in zip(gp, ref[2]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_stochastic_depth_with_cls_only_and_every_sample_dropped():
+    torch.manual_seed(0)
+    blk = Block(16, 2, 4.0, True, 0.5).train()
+    x = torch.randn(6, 5, 16)
+    torch.manual_seed(2)
+    fast = blk(x, queries=1)
+    torch.manual_seed(2)
+    torch.testing.assert_close(fast, _timm_block(blk, x)[:, :1], rtol=1e-5, atol=1e-5)
+    blk.drop_path.p = 1 - 1e-12  # everything dropped: the block passes its input through
+    torch.testing.assert_close(blk(x), x)

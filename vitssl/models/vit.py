@@ -25,17 +25,22 @@ PRESETS = {  # name: (embed_dim, depth, num_heads)
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the residual branch for whole samples."""
+    """Stochastic depth: drop the residual branch for whole samples (`Block` applies it)."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()
         self.p = p
 
+    @property
+    def active(self) -> bool:
+        return self.p > 0.0 and self.training
+
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B, 1, ...) keep mask of 0 and 1, drawn as timm draws it (same random numbers)."""
+        return x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        return x * (self.sample(x) / (1 - self.p)) if self.active else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -92,6 +97,11 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def _batched_like(mask, x: torch.Tensor) -> bool:
+    """The attention mask can follow a subset of the batch: none, shared, or a per-sample tensor."""
+    return mask is None or (isinstance(mask, torch.Tensor) and (mask.ndim < 4 or mask.shape[0] in (1, x.shape[0])))
+
+
 class Block(nn.Module):
     compile_unit = True  # the trainer compiles these one by one under train.compile
 
@@ -102,12 +112,30 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
+        self.skip_dropped: Optional[bool] = None  # None: where it pays (CPU, eager); True / False to force
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 queries: Optional[int] = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D), or (B, queries, D): the first tokens only (see `Attention`)."""
-        x = x[:, :queries] + self.drop_path(self.attn(self.norm1(x), attn_mask, queries))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self._residual(x, lambda h, m: self.attn(self.norm1(h), m, queries), attn_mask, queries)
+        return self._residual(x, lambda h, m: self.mlp(self.norm2(h)), None, None)
+
+    def _residual(self, x: torch.Tensor, branch, mask, queries: Optional[int]) -> torch.Tensor:
+        """x[:, :queries] + drop_path(branch(x, mask)). Where stochastic depth is on, the scaled keep
+        mask is applied in one fused op; on a CPU (eager) the branch runs only for the kept samples,
+        as nothing computed for a dropped one is used (a GPU would wait on the count instead)."""
+        dp = self.drop_path
+        if not dp.active:
+            return x[:, :queries] + branch(x, mask)
+        keep = dp.sample(x)  # (B, 1, 1)
+        if self.skip_dropped is False or (self.skip_dropped is None and (
+                x.device.type != "cpu" or torch.compiler.is_compiling())) or not _batched_like(mask, x):
+            return torch.addcmul(x[:, :queries], branch(x, mask), keep / (1 - dp.p))
+        idx = keep.view(-1).nonzero().squeeze(1)  # (B',) the samples that keep the branch
+        if isinstance(mask, torch.Tensor) and mask.ndim == 4 and mask.shape[0] > 1:
+            mask = mask.index_select(0, idx)
+        out = branch(x.index_select(0, idx), mask)  # (B', q, D)
+        return x[:, :queries].index_add(0, idx, out.to(x.dtype), alpha=1 / (1 - dp.p))
 
 
 class VisionTransformer(nn.Module):
