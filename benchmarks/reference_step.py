@@ -3,10 +3,11 @@
 Same model (vitssl's SiT, `--config`), same JPEG folder, same batch size; each row times whole
 steps including the wait for data, in a fresh process (so one row's heap cannot help the next):
 1. reference: batches from PIL DataLoader workers + NumPy GMML in the collate, explicit attention,
-   a full teacher pass, per-parameter AdamW, clipping and teacher EMA (`benchmarks/reference/`,
-   never used by vitssl);
+   a full teacher pass, timm's DropPath, per-parameter AdamW, clipping and teacher EMA
+   (`benchmarks/reference/`, never used by vitssl);
 2. the reference's batches, vitssl's step (fused attention, the teacher's last block for its CLS
-   token alone, fused AdamW, one `foreach` EMA) - how much of the gain is the step itself;
+   token alone, the samples that stochastic depth drops skipped, fused AdamW, one `foreach` EMA) -
+   how much of the gain is the step itself;
 3. vitssl: images decoded once into a uint8 tensor, augmentation + GMML batched inside the step;
    on CPU once with glibc's default malloc and once with freed memory kept for reuse, as vitssl's
    trainer runs (`vitssl.hostmem`);
@@ -134,8 +135,8 @@ def main() -> None:
         return
     cpu = a.device == "cpu"
     plan = [("reference", "default",
-             "reference: PIL workers + NumPy GMML, explicit attention, full teacher, per-parameter AdamW and EMA"),
-            ("mixed", "default", "reference batches, vitssl step (SDPA, CLS-only teacher tail, fused AdamW, foreach EMA)")]
+             "reference: PIL workers + NumPy GMML, explicit attention, full teacher, timm DropPath, per-parameter AdamW and EMA"),
+            ("mixed", "default", "reference batches, vitssl step (SDPA, CLS-only teacher tail, dropped samples skipped, fused AdamW, foreach EMA)")]
     ours = "vitssl: uint8 in memory, batched augment + GMML in the step, vitssl step"
     if cpu:
         plan.append(("ours", "default", ours + ", default malloc"))

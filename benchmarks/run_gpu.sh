@@ -10,4 +10,5 @@ python benchmarks/pretrain_throughput.py --device cuda --precision bf16 --compil
 python benchmarks/pretrain_throughput.py --device cuda --precision bf16 --repeat 10
 python benchmarks/data_wait.py --device cuda --precision bf16 --root "$ROOT" --batch 512 --steps 30
 python benchmarks/attention_masks.py --device cuda --repeat 20
+python benchmarks/encoder_shortcuts.py --device cuda --rounds 20
 python benchmarks/scaling.py --device cuda --repeat 5

@@ -87,3 +87,15 @@ def test_side_by_side_scripts_run_every_row(tmp_path, script, args, rows):
     assert len(got) == rows and got[0]["pipeline"].startswith("reference") and got[0]["ratio"] == 1.0
     assert all(r["images_per_s"] > 0 for r in got)
     assert result.with_suffix(".md").read_text().count("\n| ") == rows + 1  # header + one line per row
+
+
+def test_encoder_shortcuts_do_less_work(tmp_path):
+    """Skipping dropped samples and the CLS-only last block count fewer FLOPs than the plain way."""
+    env = {**os.environ, "VITSSL_BENCH_RESULTS": str(tmp_path)}
+    subprocess.run([sys.executable, str(BENCHMARKS / "encoder_shortcuts.py"), "--settings", "tiny32", "--batch", "8",
+                    "--rounds", "1", "--drop-path", "0.5"], env=env, check=True, capture_output=True)
+    rows = json.loads((tmp_path / "encoder_shortcuts_cpu.json").read_text())["rows"]
+    timm, fused, skip, full, cls = (r["gflop"] for r in rows)
+    assert rows[0]["speedup"] == 1.0 and rows[3]["speedup"] == 1.0
+    assert fused == timm and skip < timm and cls < full
+    assert [r["default"] for r in rows] == ["", "", "yes", "", "yes"]
