@@ -128,8 +128,10 @@ class Block(nn.Module):
         if not dp.active:
             return x[:, :queries] + branch(x, mask)
         keep = dp.sample(x)  # (B, 1, 1)
-        if self.skip_dropped is False or (self.skip_dropped is None and (
-                x.device.type != "cpu" or torch.compiler.is_compiling())) or not _batched_like(mask, x):
+        skip = self.skip_dropped
+        if skip is None:
+            skip = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        if not skip or not _batched_like(mask, x):
             return torch.addcmul(x[:, :queries], branch(x, mask), keep / (1 - dp.p))
         idx = keep.view(-1).nonzero().squeeze(1)  # (B',) the samples that keep the branch
         if isinstance(mask, torch.Tensor) and mask.ndim == 4 and mask.shape[0] > 1:
