@@ -14,7 +14,7 @@ steps including the wait for data, in a fresh process (so one row's heap cannot 
 4. (with --compile) the same with the transformer blocks compiled, as `train.compile=true`;
 5. (on CPU) the reference with freed memory kept too: how much of the gain is the allocator alone.
 
-python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--workers 2] [--rounds 2]
+python benchmarks/reference_step.py [--config sit_cifar10] [--batch 128] [--steps 5] [--warmup 1] [--workers 2] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -44,14 +44,15 @@ from vitssl.methods import registry  # noqa: E402
 from vitssl.training.optim import build_optimizer  # noqa: E402
 
 
-def timed(step, batches, steps: int, sync) -> float:
-    """Seconds per step over `steps` steps after one warm-up step, data wait included."""
+def timed(step, batches, steps: int, warmup: int, sync) -> float:
+    """Seconds per step over `steps` steps after `warmup` untimed ones, data wait included."""
     it = iter(batches)
-    step(next(it), 0)
+    for i in range(warmup):
+        step(next(it), i)
     sync()
     t = time.perf_counter()
-    for i in range(steps):
-        step(next(it), i + 1)
+    for i in range(warmup, warmup + steps):
+        step(next(it), i)
     sync()
     return (time.perf_counter() - t) / steps
 
@@ -80,7 +81,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
         opt = reference_optimizer(method, cfg.optim)
         with research_code_model():
             return {"sec": timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
-                                 reference_batches(), a.steps, sync)}
+                                 reference_batches(), a.steps, a.warmup, sync)}
     opt = build_optimizer(method, cfg.optim, dev)
 
     def our_update(loss, i):
@@ -97,7 +98,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
                 loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
             our_update(loss, i)
 
-        return {"sec": timed(mixed, reference_batches(), a.steps, sync)}
+        return {"sec": timed(mixed, reference_batches(), a.steps, a.warmup, sync)}
     t = time.perf_counter()
     ds = load_dataset(cfg.data, "train", progress=False)
     decode = time.perf_counter() - t
@@ -114,7 +115,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
             loss = method(resident.index_select(0, idx))["loss"]
         our_update(loss, i)
 
-    return {"sec": timed(ours, perm, a.steps, sync), "decode": decode, "images": len(ds)}
+    return {"sec": timed(ours, perm, a.steps, a.warmup, sync), "decode": decode, "images": len(ds)}
 
 
 def main() -> None:
@@ -122,6 +123,8 @@ def main() -> None:
     ap.add_argument("--config", default="sit_cifar10")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed steps first (a process's first steps on CPU pay page faults while its heap grows)")
     ap.add_argument("--compile", action="store_true", help="add a row with the blocks compiled (train.compile)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vitssl's rows (the reference: fp32)")
@@ -147,20 +150,22 @@ def main() -> None:
         plan.append(("reference", "", "reference as row 1, with freed memory kept (vitssl.hostmem)"))
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(a.config, [])
-        write_jpegs(Path(tmp) / "data", a.batch * (a.steps + 2), cfg.data.resolved_store_size)
+        write_jpegs(Path(tmp) / "data", a.batch * (a.warmup + a.steps + 1), cfg.data.resolved_store_size)
         results = run_rows(__file__, plan, tmp, a.rounds)
     extra = next(r for runs in results.values() for r in runs if "decode" in r)  # the first decode fills the cache
-    rows = [(name, kind, statistics.median(r["sec"] for r in results[name])) for kind, _, name in plan]
-    ref = rows[0][2]
+    rows = [(name, kind, [r["sec"] for r in results[name]]) for kind, _, name in plan]
+    ref = rows[0][2]  # the reference's seconds per step, round by round
     out = [{"pipeline": name, "config": a.config, "device": a.device,
-            "precision": "fp32" if kind == "reference" else a.precision, "batch": a.batch, "s_per_step": round(sec, 3),
-            "images_per_s": round(a.batch / sec, 1), "ratio": round(ref / sec, 2)} for name, kind, sec in rows]
+            "precision": "fp32" if kind == "reference" else a.precision, "batch": a.batch,
+            "s_per_step": round(statistics.median(sec), 3), "images_per_s": round(a.batch / statistics.median(sec), 1),
+            "ratio": round(statistics.median(ref) / statistics.median(sec), 2),
+            "round_ratios": [round(r / s, 2) for r, s in zip(ref, sec)]} for name, kind, sec in rows]
     for r in out:
         print(r)
     print(f"vitssl's one-time decode of {extra['images']} images into the cache: {extra['decode']:.1f} s "
           "(once per dataset)")
     write(f"reference_step_{torch.device(a.device).type}", out,
-          ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio"],
+          ["pipeline", "precision", "batch", "s_per_step", "images_per_s", "ratio", "round_ratios"],
           "python benchmarks/reference_step.py " + " ".join(sys.argv[1:]))
 
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 python benchmarks/reference_pipeline.py --size 224 --images 512 --batch 64 --rounds 3
 python benchmarks/reference_pipeline.py --size 32 --images 4096 --batch 256 --rounds 3
-python benchmarks/reference_step.py --batch 128 --steps 3 --rounds 4
+python benchmarks/reference_step.py --batch 128 --warmup 3 --steps 3 --rounds 5
 python benchmarks/encoder_shortcuts.py --rounds 7
 python benchmarks/pretrain_throughput.py --repeat 2
 python benchmarks/data_wait.py --steps 5

@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=${ROOT:-../shared/data/cifar10}
 python benchmarks/reference_pipeline.py --device cuda --size 224 --images 2048 --batch 256 --workers 8
-python benchmarks/reference_step.py --device cuda --precision bf16 --batch 256 --steps 10 --workers 8 --compile
+python benchmarks/reference_step.py --device cuda --precision bf16 --batch 256 --warmup 3 --steps 10 --workers 8 --compile
 python benchmarks/pretrain_throughput.py --device cuda --precision bf16 --compile --repeat 10
 python benchmarks/pretrain_throughput.py --device cuda --precision bf16 --repeat 10
 python benchmarks/data_wait.py --device cuda --precision bf16 --root "$ROOT" --batch 512 --steps 30
