@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import timeit, write  # noqa: E402
+from common import device, timeit, write  # noqa: E402
 
 from vitssl.methods.randsac.masks import rank_mask  # noqa: E402
 from vitssl.methods.randsac.segments import SquareSegmenter  # noqa: E402
@@ -38,7 +38,7 @@ def segment_side(grid: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--tokens", type=int, nargs="+", default=[64, 144, 196, 576])

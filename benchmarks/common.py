@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,8 +17,19 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from vitssl.data.synthetic import make_synthetic
+from vitssl.distributed import resolve_device
+from vitssl.errors import ConfigError
 
 RESULTS = Path(os.environ.get("VITSSL_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")  # tests redirect it
+
+
+def device(name: str) -> str:
+    """argparse type of --device: 'cpu', 'cuda' or 'auto'; asking for CUDA where there is none is a usage
+    error that says so, before any work starts."""
+    try:
+        return resolve_device(name, key="--device")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def machine() -> dict:

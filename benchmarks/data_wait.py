@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write  # noqa: E402
+from common import device, write  # noqa: E402
 from pretrain_throughput import step_fn  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
@@ -33,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="gmml_cifar10")
     ap.add_argument("--root", default="../shared/data/cifar10", help="dataset root; 'synthetic' needs nothing")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])

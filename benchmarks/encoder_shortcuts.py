@@ -25,7 +25,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import count_flops, write  # noqa: E402
+from common import count_flops, device, write  # noqa: E402
 from reference.sit_step import _research_block  # noqa: E402
 
 from vitssl.models.vit import Block, build_vit  # noqa: E402
@@ -38,7 +38,7 @@ SETTINGS = {  # name: (arch, image size, patch, batch)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate (linear over depth)")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))

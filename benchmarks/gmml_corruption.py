@@ -11,7 +11,7 @@ import sys
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import timeit, write  # noqa: E402
+from common import device, timeit, write  # noqa: E402
 
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods.sit.corruption import gmml_corrupt  # noqa: E402
@@ -19,7 +19,7 @@ from vitssl.methods.sit.corruption import gmml_corrupt  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeat", type=int, default=5)

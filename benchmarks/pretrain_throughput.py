@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import count_flops, timeit, write  # noqa: E402
+from common import count_flops, device, timeit, write  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
@@ -144,7 +144,7 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--methods", nargs="+", default=["sit", "gmml", "randsac", "mae", "supervised"])
     ap.add_argument("--settings", nargs="+", default=[s[0] for s in SETTINGS], help="names as in SETTINGS")
     ap.add_argument("--repeat", type=int, default=3)

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_rows, write, write_jpegs  # noqa: E402
+from common import device, run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
     ap.add_argument("--max-frac", type=float, default=0.5)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--rounds", type=int, default=3, help="run every row this many times, interleaved; report medians")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
     ap.add_argument("--data", help=argparse.SUPPRESS)

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_rows, write, write_jpegs  # noqa: E402
+from common import device, run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
 from reference.sit_step import research_code_model, reference_optimizer, reference_step  # noqa: E402
 
@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed steps first (a process's first steps on CPU pay page faults while its heap grows)")
     ap.add_argument("--compile", action="store_true", help="add a row with the blocks compiled (train.compile)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="vitssl's rows (the reference: fp32)")
     ap.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (2 = the cores here)")
     ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, interleaved; report medians")

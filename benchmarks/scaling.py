@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, timeit, write  # noqa: E402
+from common import RESULTS, device, timeit, write  # noqa: E402
 from pretrain_throughput import step_fn  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
@@ -79,7 +79,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", default="gmml", choices=sorted(CONFIGS))
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
     ap.add_argument("--repeat", type=int, default=2)
     a = ap.parse_args()
     dev = torch.device(a.device)

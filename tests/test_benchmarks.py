@@ -87,6 +87,16 @@ def test_side_by_side_scripts_run_every_row(tmp_path, script, args, rows):
     assert len(got) == rows and got[0]["pipeline"].startswith("reference") and got[0]["ratio"] == 1.0
     assert all(r["images_per_s"] > 0 for r in got)
     assert result.with_suffix(".md").read_text().count("\n| ") == rows + 1  # header + one line per row
+    if script == "reference_step.py":  # each round's ratio to the reference of the same round
+        assert got[0]["round_ratios"] == [1.0] and all(len(r["round_ratios"]) == 1 for r in got)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no CUDA")
+def test_cuda_without_a_gpu_is_a_usage_error():
+    """--device cuda on a machine without one stops at argument parsing, saying why, before any work."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "scaling.py"), "--device", "cuda"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--device is 'cuda' but" in out.stderr and "use cpu" in out.stderr
 
 
 def test_encoder_shortcuts_do_less_work(tmp_path):

@@ -11,9 +11,22 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.conftest import ROOT, tiny_overrides
-from vitssl.distributed import SyncBatchNorm1d
+from vitssl.distributed import SyncBatchNorm1d, resolve_device
+from vitssl.errors import ConfigError
 from vitssl.methods.sit.method import info_nce
 from vitssl.training import checkpoint as ckpt
+
+
+def test_resolve_device(monkeypatch):
+    """auto picks CUDA where there is one; asking for CUDA without one names the key and the fix."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="config key 'device' is 'cuda' but .*; use cpu"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="^--device is 'cuda'"):
+        resolve_device("cuda", key="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"
 
 
 def _worker(rank, world, init_file, out_dir):

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from vitssl.errors import ConfigError
+
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -32,6 +34,17 @@ def is_main() -> bool:
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def resolve_device(name: str, key: str = "config key 'device'") -> str:
+    """'auto' | 'cpu' | 'cuda' -> 'cpu' or 'cuda'; asking for CUDA where there is none is a clear error
+    naming `key` (where the choice came from) and the fix."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ConfigError(f"{key} is 'cuda' but {why}; use cpu (or auto: CUDA where there is one)")
+    return name
 
 
 def init(device_type: str) -> torch.device:

@@ -15,6 +15,7 @@ from vitssl.config.load import apply_overrides, merge, read_yaml
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.data.augment import Augment
 from vitssl.data.dataset import ImageDataset, load_dataset
+from vitssl.distributed import resolve_device
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation import encoders
 from vitssl.evaluation.config import EvalConfig
@@ -47,14 +48,6 @@ def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str
     return from_dict(EvalConfig, data)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
-    return torch.device(name)
-
-
 def _block_indices(blocks: list[int], depth: int) -> list[int]:
     for b in blocks:
         if not -depth <= b <= depth:
@@ -74,7 +67,7 @@ class Evaluation:
 
     def __init__(self, cfg: EvalConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
-        self.device = _device(cfg.device)
+        self.device = torch.device(resolve_device(cfg.device))
         keep_freed_memory(self.device)
         self.encoder, self.info = encoders.load_encoder(cfg.checkpoint, model_cfg=cfg.model,
                                                         image_size=cfg.data.image_size, seed=cfg.seed)

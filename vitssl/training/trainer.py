@@ -41,14 +41,6 @@ from vitssl.training.schedules import cosine, warmup_cosine
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key 'device' is 'cuda' but no CUDA GPU is available; use device=cpu")
-    return name
-
-
 def resolve_precision(precision: str, device_type: str) -> str:
     if precision == "auto":
         return "bf16" if device_type == "cuda" else "fp32"
@@ -86,7 +78,7 @@ class Trainer:
     def __init__(self, cfg: Config, *, resume: bool = False):
         self.cfg = cfg
         self.resume = resume
-        device_type = resolve_device(cfg.device)
+        device_type = dist.resolve_device(cfg.device)
         self.device = dist.init(device_type)
         self.host_memory = "kept" if keep_freed_memory(self.device) else "default"
         self.rank, self.world = dist.rank(), dist.world_size()
