@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import count_flops, device, write  # noqa: E402
-from reference.sit_step import _research_block  # noqa: E402
+from reference.sit_step import research_block  # noqa: E402
 
 from vitssl.models.vit import Block, build_vit  # noqa: E402
 
@@ -61,7 +61,7 @@ def main() -> None:
                     b.skip_dropped = skip
                 torch.manual_seed(1)  # the same keep masks for every variant
                 m.train().zero_grad(set_to_none=True)
-                with mock.patch.object(Block, "forward", _research_block) if research else nullcontext():
+                with mock.patch.object(Block, "forward", research_block) if research else nullcontext():
                     m.forward_features(x).square().mean().backward()
             return run
 

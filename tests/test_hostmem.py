@@ -2,8 +2,8 @@
 
 import json
 import os
-import statistics
 import platform
+import statistics
 import subprocess
 import sys
 

@@ -31,7 +31,7 @@ def _explicit_attend(q, k, v, mask=None):
     return attn.softmax(-1) @ v
 
 
-def _research_block(self, x, attn_mask=None, queries=None):
+def research_block(self, x, attn_mask=None, queries=None):
     """timm's `Block`: every token computed, stochastic depth as a multiply by the scaled keep mask."""
     x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
     x = x + self.drop_path(self.mlp(self.norm2(x)))
@@ -44,7 +44,7 @@ def research_code_model():
     computing every token even where only the CLS token is read, and every sample through every
     branch even where stochastic depth drops it."""
     with mock.patch("vitssl.models.vit.attend", _explicit_attend), \
-            mock.patch.object(Block, "forward", _research_block):
+            mock.patch.object(Block, "forward", research_block):
         yield
 
 
