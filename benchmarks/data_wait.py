@@ -55,7 +55,7 @@ def main() -> None:
         for _ in range(a.steps + 1):
             sync()
             t = time.perf_counter()
-            step_fn(method, opt, next_batch(), a.precision, cfg.optim.clip_grad)()
+            step_fn(method, opt, next_batch(), a.precision, cfg.optim.clip_grad, cfg.optim.clip_mode)()
             sync()
             times.append(time.perf_counter() - t)
         return sorted(times[1:])[a.steps // 2]

@@ -34,7 +34,7 @@ from vitssl.config import load_config  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.models.vit import encoder_from_config  # noqa: E402
-from vitssl.training.optim import build_optimizer  # noqa: E402
+from vitssl.training.optim import build_optimizer, clip_gradients  # noqa: E402
 
 MAE_224 = ["model.arch=vit_small", "model.patch_size=16", "data.image_size=224", "method.decoder_dim=512",
            "method.decoder_depth=8", "method.decoder_heads=16"]
@@ -78,7 +78,7 @@ class Supervised(torch.nn.Module):
         return {}
 
 
-def step_fn(method, opt, images, precision, clip):
+def step_fn(method, opt, images, precision, clip, mode="per_param"):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def step():
@@ -87,7 +87,7 @@ def step_fn(method, opt, images, precision, clip):
             loss = method(images)["loss"]
         loss.backward()
         if clip:
-            torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], clip)
+            clip_gradients([p for p in method.parameters() if p.requires_grad], clip, mode)
         opt.step()
         method.after_step(1, 1000)
 
@@ -120,7 +120,7 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
     opt = build_optimizer(method, cfg.optim, dev)
     size = cfg.data.resolved_store_size if method_name != "supervised" else cfg.data.image_size
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=dev)
-    step = step_fn(method, opt, images, precision, cfg.optim.clip_grad)
+    step = step_fn(method, opt, images, precision, cfg.optim.clip_grad, cfg.optim.clip_mode)
     base = rss_bytes()  # model and batch; what the steps add on top is the step's memory
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

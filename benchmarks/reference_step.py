@@ -41,7 +41,7 @@ from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.training.optim import build_optimizer  # noqa: E402
+from vitssl.training.optim import build_optimizer, clip_gradients  # noqa: E402
 
 
 def timed(step, batches, steps: int, warmup: int, sync) -> float:
@@ -86,7 +86,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
 
     def our_update(loss, i):
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.optim.clip_grad)
+        clip_gradients([p for p in method.parameters() if p.requires_grad], cfg.optim.clip_grad, cfg.optim.clip_mode)
         opt.step()
         method.after_step(i, total)
 

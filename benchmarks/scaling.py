@@ -45,7 +45,7 @@ def measure(method_name: str, dev: torch.device, repeat: int, batch: int, image_
     size = cfg.data.resolved_store_size
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    return timeit(step_fn(method, opt, images, "fp32", cfg.optim.clip_grad), warmup=1, repeat=repeat, sync=sync)
+    return timeit(step_fn(method, opt, images, "fp32", cfg.optim.clip_grad, cfg.optim.clip_mode), warmup=1, repeat=repeat, sync=sync)
 
 
 def work(knob: str, value: int, patch: int = 4) -> float:

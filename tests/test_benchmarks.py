@@ -57,8 +57,8 @@ def test_reference_step_computes_what_the_fast_step_computes():
         assert vit_module.Block.forward.__name__ == "research_block"  # full teacher, timm DropPath
         ref_loss, ref_grads = loss_and_grads()
     assert torch.allclose(fast_loss, ref_loss, atol=1e-5)
-    for a, b in zip(fast_grads, ref_grads):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    for a, b in zip(fast_grads, ref_grads):  # float32 summation-order noise, relative to each tensor's scale
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max() + 1e-6, ((a - b).abs().max(), a.abs().max(), a.shape)
 
     with torch.no_grad():
         for p in sit.encoder.parameters():

@@ -61,7 +61,12 @@ def reference_step(method, opt, batch, clip: float, step: int, total: int) -> fl
     loss = method.losses([v1, v2], [c1, c2], [m1, m2])["loss"]
     loss.backward()
     if clip:
-        torch.nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], clip, foreach=False)
+        for p in method.parameters():  # the official per-tensor clipping, one tensor (and one sync) at a time
+            if p.grad is not None:
+                norm = p.grad.norm(2)
+                coef = clip / (norm.item() + 1e-6)
+                if coef < 1:
+                    p.grad.mul_(coef)
     opt.step()
     m = teacher_momentum(step, total, method.cfg.momentum, method.cfg.momentum_end)
     student = list(method.encoder.parameters()) + list(method.proj_head.parameters())

@@ -59,7 +59,8 @@ def test_full_crop_is_identity_and_flip_mirrors():
     assert torch.allclose(same[1], x[1].flip(-1), atol=1e-5)
 
 
-def test_crop_grid_equals_affine_grid():
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_crop_grid_equals_affine_grid(mode):
     """The plain way: a full affine grid from the crop matrix, as torchvision's resized crop + flip."""
     torch.manual_seed(0)
     x = torch.rand(6, 3, 40, 40)
@@ -69,8 +70,23 @@ def test_crop_grid_equals_affine_grid():
     theta[:, 0, 0], theta[:, 0, 2] = w * torch.where(flip, -1.0, 1.0), cx * 2 - 1
     theta[:, 1, 1], theta[:, 1, 2] = h, cy * 2 - 1
     grid = F.affine_grid(theta, [6, 3, 24, 24], align_corners=False)
-    want = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    assert torch.allclose(resized_crop(x, 24, cx, cy, w, h, flip), want, atol=1e-5)
+    want = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False).clamp(0, 1)
+    assert torch.allclose(resized_crop(x, 24, cx, cy, w, h, flip, mode), want, atol=1e-5)
+
+
+def test_augment_crops_bicubically_by_default(monkeypatch):
+    """Official SiT and MAE resize their crops bicubically; `augment.interpolation=bilinear` is the option."""
+    import vitssl.data.augment as aug_mod
+    from vitssl.config import load_config
+
+    seen = []
+    real = aug_mod.resized_crop
+    monkeypatch.setattr(aug_mod, "resized_crop", lambda *a: seen.append(a[-1]) or real(*a))
+    for extra, mode in (([], "bicubic"), (["augment.interpolation=bilinear"], "bilinear")):
+        cfg = load_config(None, extra)
+        Augment(cfg.augment, image_size=16, mean=cfg.data.mean, std=cfg.data.std)(
+            torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))
+        assert seen[-1] == mode
 
 
 def _reference_jitter(x, b, c, s, hue_angle):

@@ -3,8 +3,11 @@ from types import SimpleNamespace
 
 import torch
 
+import pytest
+
+from vitssl.config import load_config
 from vitssl.models import VisionTransformer
-from vitssl.training.optim import build_optimizer, param_groups, set_hyperparams
+from vitssl.training.optim import build_optimizer, clip_gradients, param_groups, set_hyperparams
 from vitssl.training.schedules import cosine, warmup_cosine
 
 
@@ -16,13 +19,23 @@ def test_warmup_then_cosine():
     assert cosine(0, 10, 0.04, 0.1) == 0.04 and math.isclose(cosine(10, 10, 0.04, 0.1), 0.1)
 
 
-def test_no_decay_on_biases_norms_positions_and_cls():
+def _names(m, group):
+    names = {id(p): n for n, p in m.named_parameters()}
+    return {names[id(p)] for p in group["params"]}
+
+
+def test_weight_decay_follows_the_official_rule_unless_names_are_exempted():
+    """Official SiT: every parameter of more than one dimension that is not a bias decays (pos_embed and
+    cls_token too); `optim.no_decay` exempts named ones (the MAE recipe does for its tokens)."""
     m = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2)
     decay, no_decay = param_groups(m)
-    names = {id(p): n for n, p in m.named_parameters()}
-    nd = {names[id(p)] for p in no_decay["params"]}
-    assert {"pos_embed", "cls_token", "norm.weight", "blocks.0.attn.qkv.bias"} <= nd
-    assert all(names[id(p)].endswith("weight") and p.ndim >= 2 for p in decay["params"])
+    assert {"pos_embed", "cls_token"} <= _names(m, decay)
+    assert {n for n, p in m.named_parameters() if p.ndim <= 1} == _names(m, no_decay)
+    assert load_config(None, []).optim.no_decay == []  # SiT's default: the official rule
+    exempt = load_config(None, ["method.name=mae"]).optim.no_decay
+    decay, no_decay = param_groups(m, exempt)
+    assert {"pos_embed", "cls_token", "norm.weight", "blocks.0.attn.qkv.bias"} <= _names(m, no_decay)
+    assert all(names.endswith("weight") for names in _names(m, decay))
     opt = torch.optim.AdamW([decay, no_decay])
     set_hyperparams(opt, 0.1, 0.05)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
@@ -49,3 +62,33 @@ def test_fused_adamw_matches_the_per_parameter_loop():
             opt.step()
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), (name, (a - b).abs().max())
+
+
+def _grads(seed=0):
+    torch.manual_seed(seed)
+    params = [torch.nn.Parameter(torch.zeros(s)) for s in ((4, 4), (8,), (3, 2, 2), (5,))]
+    scales = (10.0, 0.1, 4.0, 1.0)
+    for p, sc in zip(params, scales):
+        p.grad = torch.randn_like(p) * sc
+    return params
+
+
+def test_per_parameter_clipping_is_the_official_rule():
+    params = _grads()
+    before = [p.grad.clone() for p in params]
+    total = clip_gradients(params, 3.0, "per_param")
+    assert torch.isclose(total, torch.sqrt(sum((g ** 2).sum() for g in before)))  # logged: the global norm
+    for g0, p in zip(before, params):  # the official loop, one tensor at a time
+        coef = 3.0 / (g0.norm() + 1e-6)
+        want = g0 * coef if coef < 1 else g0
+        assert torch.allclose(p.grad, want, atol=1e-6)
+    norms = [p.grad.norm().item() for p in params]
+    assert norms[0] == pytest.approx(3.0, rel=1e-5) and norms[1] == pytest.approx(before[1].norm().item())
+
+
+def test_global_clipping_option_and_trainer_default():
+    params, ref = _grads(), _grads()
+    clip_gradients(params, 3.0, "global")
+    torch.nn.utils.clip_grad_norm_(ref, 3.0)
+    assert all(torch.allclose(a.grad, b.grad) for a, b in zip(params, ref))
+    assert load_config(None, []).optim.clip_mode == "per_param"

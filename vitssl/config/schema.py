@@ -120,6 +120,12 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         key = f"{prefix}.{name}" if prefix else str(name)
         if name not in fields:
             raise unknown_key_error(prefix, str(name), list(fields))
+        f = fields[name]
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints[name]) \
+                and f.default_factory is not dataclasses.MISSING:
+            # a partial nested section keeps the defaults this field declares (which may differ from the
+            # nested class's own: GMML's fill is noise, SiT's zeros)
+            value = {**to_dict(f.default_factory()), **value}
         kwargs[name] = coerce(value, hints[name], key)
     obj = cls(**kwargs)
     check = getattr(obj, "check", None)

@@ -87,6 +87,7 @@ class AugmentConfig:
 
     crop_scale: tuple[float, float] = (0.2, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"  # of the resized crop (bicubic: official SiT, MAE)
     flip_p: float = 0.5
     jitter_p: float = 0.8
     brightness: float = 0.4
@@ -123,7 +124,13 @@ class OptimConfig:
     weight_decay_end: float = 0.1  # cosine from weight_decay to this
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    clip_grad: float = 3.0  # max global gradient norm; 0 turns clipping off
+    clip_grad: float = 3.0  # max gradient norm; 0 turns clipping off
+    # per_param: each parameter tensor's gradient clipped to clip_grad on its own (official SiT / DINO);
+    # global: one norm over all gradients (torch.nn.utils.clip_grad_norm_)
+    clip_mode: Literal["per_param", "global"] = "per_param"
+    # parameters (by last name, e.g. pos_embed) also kept out of weight decay; biases and every other
+    # parameter of one dimension never decay. Empty: the official SiT rule (pos_embed, cls_token decay)
+    no_decay: list[str] = field(default_factory=list)
 
     def check(self, p: str) -> None:
         require(self.base_lr > 0, f"{p}.base_lr", "must be positive")

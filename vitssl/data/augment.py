@@ -4,7 +4,8 @@ uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several vi
 float (B, 3, s, s). Every parameter is drawn per image from the global torch RNG of the device
 (checkpointed by the trainer, so resumed runs repeat it exactly).
 
-- random resized crop and horizontal flip: one `grid_sample` on a grid built from two vectors per image;
+- random resized crop and horizontal flip: one `grid_sample` (bicubic, as the official SiT and MAE
+  crops, or bilinear) on a grid built from two vectors per image;
 - colour jitter (brightness, contrast, saturation, hue in a random order per image) and grayscale
   are all affine maps of the RGB vector, composed per image into one 3x4 matrix and applied with a
   single batched matmul, clamped once at the end (the per-op clamps of torchvision are dropped);
@@ -50,8 +51,10 @@ def crop_params(b: int, scale: tuple[float, float], ratio: tuple[float, float], 
     return cx, cy, w, h
 
 
-def resized_crop(x: torch.Tensor, size: int, cx, cy, w, h, flip: torch.Tensor) -> torch.Tensor:
-    """Crop boxes (fractions) of float images (B, C, H, W), resized to size x size, flipped where `flip`.
+def resized_crop(x: torch.Tensor, size: int, cx, cy, w, h, flip: torch.Tensor,
+                 mode: str = "bicubic") -> torch.Tensor:
+    """Crop boxes (fractions) of float images (B, C, H, W) in [0, 1], resized to size x size (`mode`
+    'bicubic' or 'bilinear'), flipped where `flip`. Bicubic overshoot is clamped back into [0, 1].
 
     The boxes are axis-aligned, so the sampling grid's x depends on the column only and its y on the
     row only: two (B, size) vectors broadcast into the grid, where `affine_grid` would spend a
@@ -62,7 +65,8 @@ def resized_crop(x: torch.Tensor, size: int, cx, cy, w, h, flip: torch.Tensor) -
     gx = (w * torch.where(flip, -1.0, 1.0))[:, None] * base + (cx * 2 - 1)[:, None]  # (B, s)
     gy = h[:, None] * base + (cy * 2 - 1)[:, None]  # (B, s)
     grid = torch.stack((gx[:, None, :].expand(b, size, size), gy[:, :, None].expand(b, size, size)), -1)
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(x, grid.to(x.dtype), mode=mode, padding_mode="border", align_corners=False)
+    return out.clamp_(0, 1) if mode == "bicubic" else out
 
 
 def _yiq_hue(angle: torch.Tensor) -> torch.Tensor:
@@ -175,7 +179,7 @@ class Augment:
         b, dev = x.shape[0], x.device
         cx, cy, w, h = crop_params(b, c.crop_scale, c.crop_ratio, dev)
         flip = torch.rand(b, device=dev) < c.flip_p
-        x = resized_crop(x, self.size, cx, cy, w, h, flip)  # (B, 3, s, s)
+        x = resized_crop(x, self.size, cx, cy, w, h, flip, c.interpolation)  # (B, 3, s, s)
         if c.jitter_p > 0 or c.grayscale_p > 0:
             a, o = colour_matrix(x, jitter_p=c.jitter_p, brightness=c.brightness, contrast=c.contrast,
                                  saturation=c.saturation, hue=c.hue, grayscale_p=c.grayscale_p)

@@ -41,10 +41,11 @@ class Method(nn.Module):
 
 
 # The MAE recipe for the shared config sections, used by the pixel-prediction methods (MAE, RandSAC):
-# minimal augmentation (crop + flip), fixed sin-cos positions, AdamW betas (0.9, 0.95), no clipping.
+# minimal augmentation (crop + flip), fixed sin-cos positions, AdamW betas (0.9, 0.95), no clipping,
+# learned tokens and layer-mixing weights kept out of weight decay.
 MAE_RECIPE = {
     "model": {"pos_embed": "sincos", "drop_path": 0.0},
     "augment": {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": [0.0, 0.0], "solarize_p": [0.0, 0.0]},
     "optim": {"base_lr": 1.5e-4, "betas": [0.9, 0.95], "weight_decay": 0.05, "weight_decay_end": 0.05,
-              "clip_grad": 0.0},
+              "clip_grad": 0.0, "no_decay": ["pos_embed", "cls_token", "mask_token", "query_token", "skip_weights"]},
 }

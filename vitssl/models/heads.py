@@ -2,29 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn as nn
 
 from vitssl.distributed import SyncBatchNorm1d
 from vitssl.models.patches import unpatchify
 
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def init_linear(module: nn.Module, std: float = 0.02) -> None:
+    """Truncated-normal weights (std 0.02), zero biases: how the official SiT, MAE and DINO heads start."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
 
 class ProjectionHead(nn.Module):
-    """MLP `in -> hidden -> ... -> out` with BatchNorm (global across processes) and GELU.
+    """MLP `in -> hidden -> ... -> out` with BatchNorm (global across processes) after every linear map.
 
-    The last BatchNorm has no affine parameters, as in MoCo v3 / SiT.
+    `activations` name the non-linearity after each hidden layer (the last name repeats if the head
+    is deeper): SiT's official head uses ReLU after the first and GELU after the second. The last
+    BatchNorm has no affine parameters, as in MoCo v3 / SiT.
     """
 
-    def __init__(self, *, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 3):
+    def __init__(self, *, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 3,
+                 activations: Sequence[str] = ("relu", "gelu")):
         super().__init__()
+        if not activations or any(a not in ACTIVATIONS for a in activations):
+            raise ValueError(f"activations must name some of {', '.join(ACTIVATIONS)}, got {list(activations)}")
         layers: list[nn.Module] = []
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             last = i == num_layers - 1
             layers += [nn.Linear(a, b, bias=False), SyncBatchNorm1d(b, affine=not last)]
             if not last:
-                layers.append(nn.GELU())
+                layers.append(ACTIVATIONS[activations[min(i, len(activations) - 1)]]())
         self.mlp = nn.Sequential(*layers)
+        init_linear(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)  # (B, in_dim) -> (B, out_dim)
@@ -41,6 +60,7 @@ class PixelHead(nn.Module):
         self.patch_size, self.channels = patch_size, channels
         self.mlp = nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(dim, dim), nn.GELU())])
         self.to_pixels = nn.Linear(dim, patch_size * patch_size * channels)
+        init_linear(self)
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         pixels = self.to_pixels(self.mlp(tokens))  # (B, N, D) -> (B, N, P*P*C)

@@ -34,7 +34,7 @@ from vitssl.training import checkpoint as ckpt
 from vitssl.training.images import save_grid
 from vitssl.training.logger import RunLogger
 from vitssl.training.monitor import KNNMonitor
-from vitssl.training.optim import build_optimizer, set_hyperparams
+from vitssl.training.optim import build_optimizer, clip_gradients, set_hyperparams
 from vitssl.training.plots import plot_metrics
 from vitssl.training.schedules import cosine, warmup_cosine
 
@@ -224,7 +224,7 @@ class Trainer:
                 logs[k] = logs.get(k, 0.0) + v.detach().float() / accum
         if self.cfg.optim.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
-            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.clip_grad)
+            logs["grad_norm"] = clip_gradients(self.trainable, self.cfg.optim.clip_grad, self.cfg.optim.clip_mode)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return logs

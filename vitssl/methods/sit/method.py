@@ -45,7 +45,7 @@ class SiT(Method):
         self.contrastive = cfg.contrastive
         if self.contrastive:
             self.proj_head = ProjectionHead(in_dim=encoder.embed_dim, hidden_dim=cfg.proj_hidden, out_dim=cfg.proj_dim,
-                                            num_layers=cfg.proj_layers)
+                                            num_layers=cfg.proj_layers, activations=cfg.proj_act)
             self.teacher_encoder = copy.deepcopy(encoder)
             self.teacher_head = copy.deepcopy(self.proj_head)
             for m in self.teacher_encoder.modules():  # the teacher has no stochastic depth
@@ -69,11 +69,14 @@ class SiT(Method):
         enc = self.encoder
         grid = enc.grid_for(*corrupted.shape[-2:])
         last, feats = enc.forward_blocks(enc.embed(corrupted), collect=self.recon_blocks)
-        last_block = enc.depth - 1
-        normed = {i: enc.norm(f) for i, f in zip(self.recon_blocks, feats)}
-        final = normed[last_block] if last_block in normed else enc.norm(last)
-        tokens = torch.stack([normed[i] for i in self.recon_blocks]).mean(0)  # (B, 1 + N, D)
-        return self.recon_head(tokens[:, 1:], grid), final[:, 0]
+        cls = enc.norm(last[:, :1])[:, 0]  # (B, D): the final norm of the last block's CLS token
+        if len(feats) == 1:
+            tokens = enc.norm(feats[0][:, 1:])  # (B, N, D)
+        elif self.cfg.recon_norm == "average":  # official GMML: normalise the average of the blocks
+            tokens = enc.norm(torch.stack([f[:, 1:] for f in feats]).mean(0))
+        else:  # average of separately normalised blocks
+            tokens = torch.stack([enc.norm(f[:, 1:]) for f in feats]).mean(0)
+        return self.recon_head(tokens, grid), cls
 
     def recon_loss(self, recon: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         err = (recon.float() - clean.float()).abs()  # (B, C, H, W)
@@ -103,11 +106,19 @@ class SiT(Method):
         if not self.contrastive:
             out["loss"] = self.cfg.alpha * l_rec
             return out
-        s1, s2 = (self.proj_head(z) for z in cls.split(b))  # BatchNorm statistics per view
         with torch.no_grad():
             t_cls = self.teacher_encoder.forward_features(clean_all, cls_only=True)[:, 0]  # (2B, D)
-            t1, t2 = (self.teacher_head(z) for z in t_cls.split(b))
-        l_con = (info_nce(s1, t2, self.cfg.temperature) + info_nce(s2, t1, self.cfg.temperature)) / 2
+        if self.cfg.proj_bn == "joint":  # BatchNorm statistics over both views (2B images), as the official code
+            s1, s2 = self.proj_head(cls).split(b)
+            with torch.no_grad():
+                t1, t2 = self.teacher_head(t_cls).split(b)
+        else:  # per view (B images each)
+            s1, s2 = (self.proj_head(z) for z in cls.split(b))
+            with torch.no_grad():
+                t1, t2 = (self.teacher_head(z) for z in t_cls.split(b))
+        l_con = info_nce(s1, t2, self.cfg.temperature) + info_nce(s2, t1, self.cfg.temperature)
+        if self.cfg.contrastive_reduce == "mean":
+            l_con = l_con / 2
         out.update(loss=self.cfg.alpha * l_rec + l_con, loss_contr=l_con.detach())
         return out
 
