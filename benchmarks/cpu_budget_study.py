@@ -30,7 +30,8 @@ MODEL = ["model.arch=vit_tiny", "model.patch_size=4", "data.image_size=32"]
 # name: (config, overrides). The study's entries use the CPU-budget configs (configs/cpu/, set from the
 # 5-minute trials); "<method>:<tag>" entries are those trials, on the full-length configs.
 ENTRIES = {
-    "random": (None, ["model.pos_embed=learned"]),
+    "random": (None, ["model.pos_embed=learned"]),  # read with mean pooling (as MAE and RandSAC are)
+    "random:cls": (None, ["model.pos_embed=learned", "features.pool=cls"]),  # read as SiT and GMML are
     "mae": ("cpu/mae_cifar10", []),
     "gmml": ("cpu/gmml_cifar10", []),
     "sit": ("cpu/sit_cifar10", []),

@@ -19,3 +19,8 @@ class DataError(VitsslError):
 
 class CheckpointError(VitsslError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name (some messages are empty)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)

@@ -124,6 +124,32 @@ def test_cifar_pickle_layout(tmp_path):
     assert len(load_dataset(DataConfig(root=str(tmp_path), image_size=32), "test")) == 6
 
 
+class _Payload:
+    """A pickle that creates a file when it is loaded by an unrestricted unpickler."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_pickles_are_read_without_running_code(tmp_path, protocol):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar10(folder)
+    for name in ["data_batch_1", "batches.meta"]:  # official-like arrays in every pickle protocol still load
+        obj = pickle.load(open(folder / name, "rb"))
+        pickle.dump(obj, open(folder / name, "wb"), protocol=protocol)
+    assert len(load_dataset(DataConfig(root=str(tmp_path), image_size=32), "train")) == 30
+    marker = tmp_path / "pwned"
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({"data": _Payload(marker), "labels": [0]}, f, protocol=protocol)
+    with pytest.raises(DataError, match="is not a CIFAR file: it asks to load '(builtins|io).open'.*refusing"):
+        load_dataset(DataConfig(root=str(tmp_path), image_size=32), "train")
+    assert not marker.exists()  # the payload never ran
+
+
 def test_cifar_download_verifies_checksum(tmp_path, monkeypatch):
     src = tmp_path / "src"
     write_fake_cifar10(src / "cifar-10-batches-py")

@@ -17,15 +17,46 @@ def test_class_folders_with_splits(tmp_path):
     files = scan_folder(tmp_path, "train")
     assert files.classes == ["cat", "dog"] and files.labels == [0, 1]
     assert all("/train/" in p for p in files.paths)
-    with pytest.raises(DataError, match="has splits \\['test', 'train'\\] but no 'val'"):
-        scan_folder(tmp_path, "val")
+    with pytest.raises(DataError, match="has split folders \\['test', 'train'\\] but no 'val'; set test_split"):
+        scan_folder(tmp_path, "val", key="test_split")
+
+
+@pytest.mark.parametrize("name", ["valid", "validation", "val", "holdout", "my_eval_set"])
+def test_any_folder_name_can_be_a_split(tmp_path, name):
+    """Once one folder has a usual split name, every sub-folder is a split (test_split=valid works)."""
+    for split in ("train", name):
+        for cls in ("cat", "dog"):
+            img(tmp_path / split / cls / "a.png")
+    files = scan_folder(tmp_path, name, key="test_split")
+    assert files.classes == ["cat", "dog"] and all(f"/{name}/" in p for p in files.paths)
+
+
+def test_labelled_folder_without_splits_holds_out_a_balanced_test_part(tmp_path):
+    for cls, n in (("a", 10), ("b", 20), ("c", 1)):
+        for i in range(n):
+            img(tmp_path / cls / f"{i}.png")
+    train = scan_folder(tmp_path, "train", holdout=0.2)
+    test = scan_folder(tmp_path, "test", key="test_split", holdout=0.2)
+    assert not set(train.paths) & set(test.paths)  # never the same image on both sides
+    assert len(train.paths) + len(test.paths) == 31
+    assert sorted(test.labels) == [0, 0, 1, 1, 1, 1]  # 20 % of each class; a class of one stays in train
+    assert test.formed.startswith("held out: 6 of 31") and "data.holdout" in test.formed
+    again = scan_folder(tmp_path, "test", key="test_split", holdout=0.2)
+    assert again.paths == test.paths  # seeded: the same part every time
+    other = scan_folder(tmp_path, "test", key="test_split", holdout=0.2, holdout_seed=1)
+    assert other.paths != test.paths
+    with pytest.raises(DataError, match="no split folders.*set test_split to 'train' or 'test'"):
+        scan_folder(tmp_path, "val", key="test_split", holdout=0.2)
+    with pytest.raises(DataError, match="no 'test' split; hold out part of it with data.holdout"):
+        scan_folder(tmp_path, "test", key="test_split", holdout=0.0)
+    assert len(scan_folder(tmp_path, "train", holdout=0.0).paths) == 31
 
 
 def test_class_folders_without_splits_and_nested(tmp_path):
     img(tmp_path / "a" / "1.png")
     img(tmp_path / "b" / "sub" / "2.jpg")
     img(tmp_path / "b" / "3.JPEG")
-    files = scan_folder(tmp_path, "train")
+    files = scan_folder(tmp_path, "train", holdout=0.0)
     assert files.classes == ["a", "b"] and files.labels == [0, 1, 1]
 
 

@@ -33,12 +33,57 @@ def test_each_protocol_writes_results(run, protocol, capsys):
     assert main(["eval", protocol, "--checkpoint", str(run), *FAST]) == 0
     out = run / "eval" / f"{protocol}-synthetic"
     res = read(out)
-    assert res["protocol"] == protocol and res["dataset"] == "synthetic" and 0 <= res["accuracy"] <= 100
+    assert res["protocol"] == protocol and res["dataset"] == "synthetic"
     assert res["method"] == "sit" and res["pool"] == "cls" and res["test_images"] == 32
     assert (out / "results.md").is_file() and (out / "config.yaml").is_file()
     assert json.loads(capsys.readouterr().out)["accuracy"] == res["accuracy"]
     if protocol == "fewshot":
         assert [r["shots"] for r in res["per_shots"]] == [1, 2] and len(res["per_shots"][0]["draws"]) == 3
+
+
+def test_knn_accuracy_equals_an_independent_weighted_vote(run, tmp_path):
+    """The written-out protocol: CLS of the normed last block, cosine similarity, the 20 nearest
+    training images vote with weight exp(sim / 0.07)."""
+    from vitssl.data.augment import Augment
+    from vitssl.data.dataset import load_dataset
+
+    cfg = eval_config(str(run), FAST + [f"output_dir={tmp_path}"])
+    res = evaluate("knn", cfg, progress=False)
+    enc, _ = load_encoder(str(run))
+    plain = Augment(None, image_size=32, mean=cfg.data.mean, std=cfg.data.std).plain
+    feats = {}
+    for split in ("train", "test"):
+        ds = load_dataset(cfg.data, split, progress=False)
+        with torch.no_grad():
+            z = enc.eval().forward_features(plain(ds.images))[:, 0]
+        feats[split] = (torch.nn.functional.normalize(z, dim=1), ds.labels)
+    (tr, ytr), (te, yte) = feats["train"], feats["test"]
+    sim, idx = (te @ tr.T).topk(20, dim=1)
+    votes = torch.zeros(len(te), 10).scatter_add_(1, ytr[idx], (sim / 0.07).exp())
+    want = (votes.argmax(1) == yte).float().mean().item() * 100
+    assert res["accuracy"] == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear", "fewshot"])
+def test_protocols_score_separable_features_perfectly_and_shuffled_labels_at_chance(run, protocol, tmp_path,
+                                                                                    monkeypatch):
+    """Features that encode the label (plus noise): every protocol must reach 100 %; if the training side's
+    features are paired with the wrong labels, chance. A protocol that tests on the wrong images, or
+    misaligns labels and features, fails one or the other."""
+    from vitssl.evaluation import run as run_mod
+
+    def fake(encoder, encoder_id, ds, *, blocks, **kw):
+        g = torch.Generator().manual_seed(len(ds))
+        labels = ds.labels if ds.split == "test" or not shuffle else ds.labels[torch.randperm(len(ds), generator=g)]
+        z = torch.nn.functional.one_hot(labels, 10).float() * 3 + torch.randn(len(ds), 10, generator=g) * 0.3
+        return {b: z for b in blocks}
+
+    monkeypatch.setattr(run_mod, "cached_extract", fake)
+    extra = ["linear.epochs=30", "fewshot.steps=100"] if protocol != "knn" else []
+    for shuffle, check in ((False, lambda a: a == 100.0), (True, lambda a: a < 40.0)):
+        res = evaluate(protocol, eval_config(str(run), FAST + extra + [f"output_dir={tmp_path / str(shuffle)}"]),
+                       progress=False)
+        assert check(res["accuracy"]), (shuffle, res["accuracy"])
 
 
 def test_layer_sweep_probes_every_block_and_chooses_on_held_out_data(run, tmp_path):

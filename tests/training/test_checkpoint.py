@@ -28,7 +28,7 @@ def test_failed_save_keeps_previous(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*disk full; the previous 'last.pt'"):
         ckpt.save_atomic({"step": 2}, path)
     monkeypatch.undo()
     assert ckpt.load(path)["step"] == 1
@@ -39,8 +39,13 @@ def test_refuses_pickled_code_and_foreign_files(tmp_path):
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as f:
         pickle.dump({"format": ckpt.FORMAT, "x": Evil()}, f)
-    with pytest.raises(CheckpointError, match="corrupt or not a vitssl checkpoint"):
+    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch weights file") as err:
+        ckpt.load(evil)  # a bare pickle is not a torch file; it is refused before its code can run
+    assert "weights_only=False" not in str(err.value)  # never PyTorch's advice to load it unsafely
+    torch.save({"format": ckpt.FORMAT, "x": Evil()}, evil)
+    with pytest.raises(CheckpointError, match="holds Python objects.*'(builtins.)?print'.*never runs code") as err:
         ckpt.load(evil)
+    assert "weights_only=False" not in str(err.value)
     torch.save({"w": torch.ones(1)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a vitssl checkpoint"):
         ckpt.load(tmp_path / "plain.pt")

@@ -18,8 +18,21 @@ def test_collapse_signals():
     assert line["eff_rank"] < 1.5  # all embeddings on one axis
 
 
-def test_knn_monitor_is_logged_every_n_epochs(tmp_path):
-    pretrain(load_config(None, tiny_overrides(tmp_path, "log.knn_every=1", "log.knn_train=48", "log.knn_test=20")))
+def test_knn_monitor_is_logged_every_n_epochs(tmp_path, capsys, monkeypatch):
+    from vitssl.training.monitor import KNNMonitor
+
+    probed = []
+    real = KNNMonitor.probe
+    monkeypatch.setattr(KNNMonitor, "probe", lambda self, enc, dev, **kw: probed.append(enc) or real(self, enc, dev))
+    summary = pretrain(load_config(None, tiny_overrides(tmp_path, "log.knn_every=1", "log.knn_train=44",
+                                                        "log.knn_test=20", "optim.base_lr=0.05")))
+    # the run ends comparing itself with a random-init encoder of the same shape on the same images
+    versus = summary["versus_random_init"]
+    assert versus["images"] == 20 and set(versus) >= {"knn", "knn_random_init", "linear", "linear_random_init"}
+    trained, baseline = probed
+    assert trained.arch == baseline.arch and not torch.equal(trained.pos_embed, baseline.pos_embed)
+    assert "learned? k-NN on 20 held-out training images" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["versus_random_init"] == versus
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     knn = [r for r in rows if "knn_acc" in r]
     assert [r["epoch"] for r in knn] == [1, 2]

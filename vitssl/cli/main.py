@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node 4 -m vitssl pretrain --config configs/sit_224.yaml data.root=/data/imagenet
   vitssl eval knn --checkpoint runs/sit-20261123-101500
   vitssl eval linear --checkpoint runs/sit-20261123-101500 features.sweep=true
+  vitssl eval knn --checkpoint random --like runs/sit-20261123-101500     # its random-init baseline, read alike
   vitssl eval fewshot --checkpoint model.safetensors data.root=~/other_dataset   # transfer
   vitssl export runs/sit-20261123-101500 --out sit_tiny.safetensors
   vitssl report runs/sit-20261123-101500 runs/randsac-20261123-120000 --out report
@@ -69,7 +70,7 @@ def cmd_eval(args) -> int:
     from vitssl.config.schema import to_dict
     from vitssl.evaluation.run import eval_config, evaluate
 
-    cfg = eval_config(args.checkpoint, args.overrides, args.config)
+    cfg = eval_config(args.checkpoint, args.overrides, args.config, like=args.like)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("protocol", choices=["knn", "linear", "fewshot", "finetune"])
     ev.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
                     help="run folder, checkpoint .pt, exported .safetensors, timm state dict, or 'random'")
+    ev.add_argument("--like", metavar="RUN", help="with --checkpoint random: a baseline of RUN's shape, on RUN's data, "
+                                              "read (pooling) as RUN's method is read")
     ev.add_argument("--config", help="YAML file of evaluation settings (optional)")
     ev.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.root=PATH knn.k=10 features.sweep=true")

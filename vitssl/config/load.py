@@ -13,7 +13,7 @@ import yaml
 
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.config.sections import Config
-from vitssl.errors import ConfigError
+from vitssl.errors import ConfigError, first_line
 
 DEFAULT_METHOD = "sit"
 
@@ -137,7 +137,10 @@ def read_yaml(path: str | os.PathLike, relative_to: Path | None = None, _seen: t
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or first_line(e)
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -57,6 +57,10 @@ class DataConfig:
     cache_max_gb: float = 8.0  # 'auto' decodes into memory below this size, streams above it
     num_workers: int = 2  # decoding processes
     bad_images: Literal["error", "skip"] = "error"
+    # a labelled folder without split folders: this seeded, class-balanced fraction of it is its 'test'
+    # split and 'train' is the rest (so nothing is tested on images it trained on); 0: no test split
+    holdout: float = 0.2
+    holdout_seed: int = 0
     download: Optional[Literal["cifar10", "cifar100"]] = None  # fetch it (checksum-verified) into root if missing
     synthetic_train: int = 10000  # images per split of the built-in dataset
     synthetic_test: int = 2000
@@ -75,6 +79,7 @@ class DataConfig:
                 f"must be at least data.image_size ({self.image_size}) or null")
         require(self.limit is None or self.limit >= 1, f"{p}.limit", "must be at least 1 or null")
         require(self.cache_max_gb > 0, f"{p}.cache_max_gb", "must be positive")
+        require(0 <= self.holdout < 1, f"{p}.holdout", "must be in [0, 1) (0: no held-out test split)")
         require(self.num_workers >= 0, f"{p}.num_workers", "must be 0 or more")
         require(self.synthetic_train >= 1 and self.synthetic_test >= 1, f"{p}.synthetic_train",
                 "and data.synthetic_test must be at least 1")
@@ -171,9 +176,10 @@ class LogConfig:
     tensorboard: bool = True
     progress: bool = True
     knn_every: int = 0  # k-NN accuracy + collapse signals every N epochs (0: off); needs labels
-    knn_split: str = "test"  # the held-out split it classifies
+    # null: it classifies training images held out of the neighbours (never the test split); or a split name
+    knn_split: Optional[str] = None
     knn_train: int = 5000  # class-balanced images of data.split used as neighbours
-    knn_test: int = 2000  # class-balanced images of knn_split classified
+    knn_test: int = 2000  # class-balanced images classified (of data.split, disjoint from the neighbours)
     knn_k: int = 20
 
     def check(self, p: str) -> None:

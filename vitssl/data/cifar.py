@@ -33,10 +33,34 @@ def find_pickle_dir(root: str | Path) -> tuple[str, Path] | None:
     return None
 
 
+# What the official CIFAR pickles hold besides dicts, lists, strings, bytes and numbers: NumPy arrays
+# (rebuilt through these, under NumPy 1 and 2 module names) and latin-1 strings of Python 2 pickles.
+_ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer")}
+
+
+class _RefusedPickle(Exception):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR files hold: a crafted file cannot make it import (or run) anything else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise _RefusedPickle(f"{module}.{name}")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")  # noqa: S301 (the official CIFAR format is a pickle)
+            return _CifarUnpickler(f, encoding="latin1").load()
+    except _RefusedPickle as e:
+        raise DataError(f"'{path}' is not a CIFAR file: it asks to load '{e}', which CIFAR files never hold "
+                        "(only dicts, lists, strings, numbers and NumPy arrays); refusing to read it. Download "
+                        "CIFAR again (data.download=cifar10) or point data.root at an image folder") from None
     except Exception as e:
         raise DataError(f"cannot read CIFAR file '{path}': {e}; delete the folder and download it again") from None
 
@@ -78,14 +102,24 @@ def download_cifar(root: str | Path, which: str = "cifar10", url: str | None = N
         raise DataError(f"unknown CIFAR variant {which!r}; choose cifar10 or cifar100")
     default_url, expected, _ = ARCHIVES[which]
     root = Path(root)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download_into(root, which, url or default_url, expected)
+    except BaseException:
+        if created:  # a failed download leaves nothing behind, so that the next run tries again
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _download_into(root: Path, which: str, url: str, expected: str) -> Path:
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         archive = Path(tmp) / "archive.tar.gz"
         try:
-            with urllib.request.urlopen(url or default_url, timeout=60) as r, open(archive, "wb") as f:
+            with urllib.request.urlopen(url, timeout=60) as r, open(archive, "wb") as f:
                 shutil.copyfileobj(r, f)
         except OSError as e:
-            raise DataError(f"cannot download {which} from {url or default_url}: {e}; download it by hand and "
+            raise DataError(f"cannot download {which} from {url}: {e}; download it by hand and "
                             f"unpack it into '{root}'") from None
         got = md5(archive)
         if got != expected:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vitssl import distributed as dist
 from vitssl.data import cifar, folder, synthetic
 from vitssl.data.images import decode_image
 from vitssl.errors import DataError
@@ -41,6 +42,8 @@ class ImageDataset:
     images: Optional[torch.Tensor] = None  # (N, 3, S, S) uint8 when decoded into memory
     paths: Optional[list[str]] = None  # the files, when streamed
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
+    formed: str = ""  # how the split was formed, in words
+    identity: str = ""  # names exactly these images (source, place, files or indices): feature-cache keys use it
 
     def __post_init__(self):
         n = self.images.shape[0] if self.images is not None else len(self.paths or [])
@@ -168,58 +171,126 @@ def _square(images_hwc: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(images_hwc.transpose(0, 3, 1, 2))
 
 
-def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress: bool = True) -> ImageDataset:
-    """The `split` of `cfg.root` (a DataConfig) as an ImageDataset; `cfg.limit` picks a balanced subset."""
-    size = cfg.resolved_store_size
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    root = cfg.root
+@dataclass
+class SplitScan:
+    """What a split holds, found without decoding an image: enough to check a request before the
+    expensive part. `identity` names exactly these images (source, resolved place, files or indices)."""
 
+    name: str
+    split: str
+    labels: np.ndarray  # (N,) int64, -1 where unlabelled; after data.limit
+    classes: list[str]
+    formed: str  # how the split was formed, in words
+    identity: str
+    kind: str  # 'synthetic', 'cifar' or 'folder'
+    paths: Optional[list[str]] = None  # folder: the files
+    root: Optional[Path] = None
+    key: dict = field(default_factory=dict)  # decode-cache key (synthetic, folder)
+    _images: Optional[np.ndarray] = None  # CIFAR: read with the labels, (N, h, w, 3)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes) and bool((self.labels >= 0).all())
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels[self.labels >= 0], minlength=len(self.classes))
+
+
+def _identity(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> SplitScan:
+    """The `split` of `cfg.root` (a DataConfig) after `cfg.limit`, without decoding; `key` is the config key
+    that named the split, for the errors."""
+    size = cfg.resolved_store_size
+    root = cfg.root
     if root == "synthetic":
         n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
         split_seed = {"train": 0, "val": 1, "test": 2}.get(split, 3)
-        key = dict(v=CACHE_VERSION, name="synthetic", render=2, split=split, size=size, n=n)  # 2: chunks by pixels
-
-        def build():
-            imgs, labels = synthetic.make_synthetic(n, size, seed=split_seed, progress=progress)
-            return imgs.numpy(), labels.numpy(), {}
-
-        images, labels, _ = _cached(cache_dir, key, build)
+        labels = synthetic.labels_for(n, split_seed).numpy()
         keep = _keep(labels, cfg.limit, seed)
-        return ImageDataset("synthetic", split, torch.from_numpy(labels[keep]), list(synthetic.CLASSES), size,
-                            images=torch.from_numpy(images[keep]))
+        ckey = dict(v=CACHE_VERSION, name="synthetic", render=2, split=split, size=size, n=n)  # 2: chunks by pixels
+        return SplitScan("synthetic", split, labels[keep], list(synthetic.CLASSES),
+                         f"built-in synthetic images, split seed {split_seed}", kind="synthetic", key=ckey,
+                         identity=_identity(dict(ckey, size=None, keep=keep.tolist())))
 
     root_path = Path(root).expanduser()
-    if not root_path.exists() and cfg.download:
+    if cfg.download and (not root_path.exists() or not any(root_path.iterdir())):  # missing or left empty
         cifar.download_cifar(root_path, cfg.download)
-    if cifar.find_pickle_dir(root_path) is not None:
+    found = cifar.find_pickle_dir(root_path)
+    if found is not None:
+        if split not in ("train", "test"):
+            raise DataError(f"CIFAR has splits 'train' and 'test', not '{split}'; set {key} to one of them")
         images_hwc, labels, classes = cifar.load_cifar(root_path, split)
         keep = _keep(labels, cfg.limit, seed)
-        return ImageDataset(root_path.name, split, torch.from_numpy(labels[keep]), classes, size,
-                            images=torch.from_numpy(_square(images_hwc[keep], size)))
+        return SplitScan(root_path.name, split, labels[keep], classes, f"the CIFAR {split} batches", kind="cifar",
+                         root=root_path, _images=images_hwc[keep],
+                         identity=_identity(dict(kind="cifar", place=str(found[1].resolve()), split=split,
+                                                 keep=keep.tolist())))
 
-    files = folder.scan_folder(root_path, split)
+    files = folder.scan_folder(root_path, split, key=key, holdout=cfg.holdout, holdout_seed=cfg.holdout_seed)
     labels = np.asarray(files.labels, dtype=np.int64)
     keep = _keep(labels, cfg.limit, seed)
     paths = [files.paths[i] for i in keep]
-    labels = labels[keep]
-    name = root_path.resolve().name
+    stats = [(os.path.relpath(p, root_path), st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)]]
+    where = str(root_path.resolve())
+    return SplitScan(root_path.resolve().name, split, labels[keep], files.classes, files.formed, kind="folder",
+                     paths=paths, root=root_path, key=dict(v=CACHE_VERSION, root=where, files=stats),
+                     identity=_identity(dict(kind="folder", root=where, split=split, files=stats)))
+
+
+_NOTED: set = set()
+
+
+def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress: bool = True,
+                 key: str = "data.split", scan: Optional[SplitScan] = None) -> ImageDataset:
+    """The `split` of `cfg.root` (a DataConfig) as an ImageDataset; `cfg.limit` picks a balanced subset.
+    `scan` (from `scan_dataset`) skips scanning again."""
+    scan = scan or scan_dataset(cfg, split, seed=seed, key=key)
+    size = cfg.resolved_store_size
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    meta_kw = dict(formed=scan.formed, identity=scan.identity)
+    if "held out" in scan.formed and str(scan.root) not in _NOTED and dist.is_main():  # one line per folder
+        _NOTED.add(str(scan.root))
+        print(f"note: '{scan.name}' has no split folders: its '{split}' split is {scan.formed}", file=sys.stderr)
+
+    if scan.kind == "synthetic":
+        full_key = dict(scan.key)
+
+        def build_synthetic():
+            imgs, labels = synthetic.make_synthetic(full_key["n"], size, seed={"train": 0, "val": 1, "test": 2}
+                                                    .get(split, 3), progress=progress)
+            return imgs.numpy(), labels.numpy(), {}
+
+        images, labels, _ = _cached(cache_dir, full_key, build_synthetic)
+        keep = _keep(labels, cfg.limit, seed)
+        return ImageDataset("synthetic", split, torch.from_numpy(labels[keep]), list(synthetic.CLASSES), size,
+                            images=torch.from_numpy(images[keep]), **meta_kw)
+
+    if scan.kind == "cifar":
+        return ImageDataset(scan.name, split, torch.from_numpy(scan.labels), scan.classes, size,
+                            images=torch.from_numpy(_square(scan._images, size)), **meta_kw)
+
+    paths, labels = scan.paths, scan.labels
     nbytes = len(paths) * 3 * size * size
     if cfg.cache == "stream" or (cfg.cache == "auto" and nbytes > cfg.cache_max_gb * 2 ** 30):
-        return ImageDataset(name, split, torch.from_numpy(labels), files.classes, size, paths=paths)
+        return ImageDataset(scan.name, split, torch.from_numpy(labels), scan.classes, size, paths=paths, **meta_kw)
 
     skip = cfg.bad_images == "skip"
-    stats = [(os.path.relpath(p, root_path), st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)]]
-    key = dict(v=CACHE_VERSION, name=name, split=split, size=size, root=str(root_path.resolve()), files=stats,
-               min_side=min_side, skip=skip)
+    ckey = dict(scan.key, name=scan.name, split=split, size=size, min_side=min_side, skip=skip)
 
     def build():
         images, kept, errors = decode_files(paths, size, min_side=min_side, skip=skip, workers=cfg.num_workers,
                                             progress=progress)
         return images, labels[kept], {"skipped": errors}
 
-    images, labels, meta = _cached(cache_dir, key, build)
+    images, labels, meta = _cached(cache_dir, ckey, build)
     _report_skipped(meta.get("skipped", []), len(paths))
     if len(labels) == 0:
-        raise DataError(f"none of the {len(paths)} images under '{root_path}' could be read")
-    return ImageDataset(name, split, torch.from_numpy(labels), files.classes, size, images=torch.from_numpy(images),
-                        skipped=meta.get("skipped", []))
+        raise DataError(f"none of the {len(paths)} images under '{scan.root}' could be read")
+    return ImageDataset(scan.name, split, torch.from_numpy(labels), scan.classes, size, images=torch.from_numpy(images),
+                        skipped=meta.get("skipped", []), **meta_kw)

@@ -20,25 +20,30 @@ from vitssl.errors import DataError
 
 
 class FileImages(Dataset):
-    """Decode-on-read dataset for streaming large folders through DataLoader workers."""
+    """Decode-on-read dataset for streaming large folders through DataLoader workers.
 
-    def __init__(self, paths: list[str], labels: torch.Tensor, size: int, min_side: int = 1, skip: bool = False):
-        self.paths, self.labels, self.size, self.min_side, self.skip = paths, labels, size, min_side, skip
+    A file that cannot be used never raises in a worker (that would end in a worker traceback): its
+    item is a blank image with the reason as a string, and the process that reads the batch decides
+    (leave it out, or stop with one line naming every bad file of the batch)."""
+
+    def __init__(self, paths: list[str], labels: torch.Tensor, size: int, min_side: int = 1):
+        self.paths, self.labels, self.size, self.min_side = paths, labels, size, min_side
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        for attempt in range(len(self.paths)):
-            j = (i + attempt) % len(self.paths)
-            try:
-                arr = decode_image(self.paths[j], self.size, self.min_side)  # (S, S, 3), read-only (PIL's buffer)
-                return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), self.labels[j]  # (3, S, S) copy
-            except DataError as e:
-                if not self.skip:
-                    raise
-                warnings.warn(f"{e} (skipped; using the next image instead)")
-        raise DataError("no image of the dataset could be read")
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        try:
+            arr = decode_image(self.paths[i], self.size, self.min_side)  # (S, S, 3), read-only (PIL's buffer)
+        except DataError as e:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), self.labels[i], str(e)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), self.labels[i], ""  # (3, S, S) copy
+
+
+def bad_images_error(errors: list[str], hint: str) -> DataError:
+    """One line naming the bad files (the first few and the count)."""
+    shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+    return DataError(f"{len(errors)} image(s) cannot be used: {shown}. {hint}")
 
 
 class BatchLoader:
@@ -56,11 +61,13 @@ class BatchLoader:
                             f"lower train.batch_size or use more images (data.limit)")
         self.images = None
         self.files = None
+        self.skip_bad = skip_bad
+        self.bad: dict[str, str] = {}  # streamed files left out (data.bad_images=skip): reason by file
         if dataset.in_memory:
             self.images = dataset.images.to(device) if device.type == "cuda" else dataset.images  # resident uint8
             self.labels = dataset.labels.to(device)
         else:
-            self.files = FileImages(dataset.paths, dataset.labels, dataset.store_size, min_side, skip_bad)
+            self.files = FileImages(dataset.paths, dataset.labels, dataset.store_size, min_side)
 
     def __len__(self) -> int:
         """Steps per epoch."""
@@ -94,8 +101,25 @@ class BatchLoader:
         loader = DataLoader(self.files, batch_size=self.batch_size, sampler=flat, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda", drop_last=False,
                             persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
-        for images, labels in loader:
+        for images, labels, errors in loader:
+            if any(errors):
+                images, labels = self._leave_out_bad(images, labels, errors)
+                if not len(labels):
+                    continue
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _leave_out_bad(self, images: torch.Tensor, labels: torch.Tensor, errors: list[str]):
+        """Drop the batch's unusable files (skip), warning once for the first; or stop naming all of them."""
+        bad = [e for e in errors if e]
+        if not self.skip_bad:
+            raise bad_images_error(bad, "Fix or remove them, or set data.bad_images=skip to leave them out")
+        if not self.bad:
+            warnings.warn(f"leaving out images that cannot be used (data.bad_images=skip), first: {bad[0]}; "
+                          "the count goes to summary.json", stacklevel=2)
+        for e in bad:
+            self.bad.setdefault(e.split("'")[1] if "'" in e else e, e)
+        keep = torch.tensor([not e for e in errors])
+        return images[keep], labels[keep]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.epoch(0)
@@ -108,4 +132,4 @@ def single_batch(dataset: ImageDataset, n: int, device: torch.device, seed: int 
     if dataset.in_memory:
         return dataset.images[idx].to(device)
     files = FileImages(dataset.paths, dataset.labels, dataset.store_size)
-    return torch.stack([files[int(i)][0] for i in idx]).to(device)
+    return torch.stack([files[int(i)][0] for i in idx]).to(device)  # an unusable file shows as a blank image

@@ -83,6 +83,16 @@ def render(labels: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
 CHUNK_PIXELS = 1000 * 64 * 64  # pixels of the 2x canvas rendered at once: about 0.5 GiB of temporaries
 
 
+def _draw_labels(n: int, g: torch.Generator) -> torch.Tensor:
+    labels = torch.arange(n) % len(CLASSES)
+    return labels[torch.randperm(n, generator=g)]
+
+
+def labels_for(n: int, seed: int = 0) -> torch.Tensor:
+    """The labels `make_synthetic(n, seed=seed)` gives, without drawing an image."""
+    return _draw_labels(n, torch.Generator().manual_seed(seed))
+
+
 def make_synthetic(n: int, size: int = 32, seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (n, 3, size, size) uint8, labels (n,)) with classes balanced and shuffled.
 
@@ -90,8 +100,7 @@ def make_synthetic(n: int, size: int = 32, seed: int = 0, progress: bool = False
     does not grow with the image size. The same seed and size give the same images.
     """
     g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % len(CLASSES)
-    labels = labels[torch.randperm(n, generator=g)]
+    labels = _draw_labels(n, g)
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
     chunk = max(1, CHUNK_PIXELS // (2 * size) ** 2)
     with tqdm(total=n, desc=f"drawing {n} synthetic images", unit="img", disable=not progress, leave=False) as bar:

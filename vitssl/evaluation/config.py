@@ -109,9 +109,10 @@ class FinetuneConfig:
 @dataclass
 class EvalConfig:
     checkpoint: str = "random"  # run folder, .pt, .safetensors, timm state dict, or 'random'
+    like: Optional[str] = None  # with checkpoint 'random': shape, data and pooling of this run (a fair baseline)
     model: ModelConfig = field(default_factory=ModelConfig)  # shapes a random encoder; timm files: num_heads
     data: DataConfig = field(default_factory=DataConfig)  # data.split: the split probes train on (data.limit: its size)
-    test_split: str = "test"
+    test_split: str = "test"  # any split folder (test, val, valid, ...); a folder without splits: its held-out part
     test_limit: Optional[int] = None  # class-balanced subset of the test split; null: all of it
     features: FeatureConfig = field(default_factory=FeatureConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vitssl.errors import CheckpointError
+from vitssl.errors import CheckpointError, first_line
 from vitssl.models.vit import VisionTransformer
 from vitssl.training import checkpoint as ckpt
 
@@ -38,9 +38,22 @@ def checkpoint_file(source: str | Path) -> Path:
 
 
 def fingerprint(path: Path) -> str:
-    """Identifies a file's content cheaply (path, size, modification time) for feature caches."""
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    """SHA-256 of a file's content (feature caches key on it: a file rewritten in place, or copied
+    elsewhere, is identified by what it holds, not by its name or time)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights (a random encoder is identified by the numbers it holds)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
 
 
 def arch_from_state(state: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
@@ -72,7 +85,7 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
     try:
         state = load_file(str(path))
     except Exception as e:
-        raise CheckpointError(f"cannot read '{path}': {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read '{path}': {first_line(e)}") from None
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return state, meta
@@ -83,8 +96,7 @@ def _read_torch(path: Path) -> tuple[dict, dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"cannot load '{path}': {str(e).splitlines()[0]}; it is corrupt or not a "
-                              "PyTorch weights file") from None
+        raise CheckpointError(ckpt.load_error(path, e)) from None
     if isinstance(obj, dict) and obj.get("format") == ckpt.FORMAT:
         state = {k[len("encoder."):]: v for k, v in obj["model"].items() if k.startswith("encoder.")}
         meta = {"method": obj.get("method"), "arch": obj.get("encoder"), "step": obj.get("step"),
@@ -111,7 +123,7 @@ def load_encoder(source: str, *, model_cfg=None, image_size: int | None = None,
 
         torch.manual_seed(seed)
         enc = encoder_from_config(model_cfg, image_size)
-        return enc, {"method": "random", "source": "random", "id": f"random-{seed}-{sorted(enc.arch.items())}"}
+        return enc, {"method": "random", "source": "random", "id": f"random-{weights_fingerprint(enc)}"}
     path = checkpoint_file(source)
     state, meta = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
     arch = dict(meta.get("arch") or arch_from_state(state, getattr(model_cfg, "num_heads", None)))

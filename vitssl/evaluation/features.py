@@ -46,11 +46,14 @@ def batches(ds: ImageDataset, batch_size: int, num_workers: int) -> Iterator[tor
         return
     from torch.utils.data import DataLoader
 
-    from vitssl.data.loader import FileImages
+    from vitssl.data.loader import FileImages, bad_images_error
 
     loader = DataLoader(FileImages(ds.paths, ds.labels, ds.store_size), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
-    for images, _ in loader:
+    for images, _, errors in loader:
+        if any(errors):  # a streamed split cannot leave an image out without shifting the labels
+            raise bad_images_error([e for e in errors if e], "Remove them, or set data.cache=memory, where "
+                                   "data.bad_images=skip leaves them out before the labels are fixed")
         yield images
 
 
@@ -77,10 +80,14 @@ def extract(encoder: VisionTransformer, ds: ImageDataset, *, blocks: list[int], 
 
 def cached_extract(encoder: VisionTransformer, encoder_id: str, ds: ImageDataset, *, blocks: list[int], pool: str,
                    preprocess, image_size: int, mean, std, cache: bool = True, **kw) -> dict[int, torch.Tensor]:
-    """`extract`, reusing features stored for the same encoder file, data, blocks, pooling and pre-processing."""
-    key = dict(v=1, encoder=encoder_id, data=ds.name, split=ds.split, n=len(ds),
+    """`extract`, reusing features stored for the same encoder weights, the same images (the dataset's
+    identity: its place and files, or indices), blocks, pooling and pre-processing."""
+    if not ds.identity:
+        raise ValueError("a dataset without an identity cannot be cached; build it with load_dataset")
+    key = dict(v=2, encoder=encoder_id, images=ds.identity, n=len(ds), skipped=len(ds.skipped),
                labels=hashlib.sha1(ds.labels.numpy().tobytes()).hexdigest()[:16], size=image_size,
-               store=ds.store_size, blocks=blocks, pool=pool, mean=list(mean), std=list(std))
+               store=ds.store_size, preprocess="centre-square", blocks=blocks, pool=pool, mean=list(mean),
+               std=list(std))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = default_cache_dir() / "features" / f"{ds.name}-{ds.split}-{digest}.pt"
     if cache and path.is_file():

@@ -9,24 +9,39 @@ and attention_<run>.png (CLS attention of the last block, per head, over a few i
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from vitssl.errors import ConfigError
 from vitssl.training.plots import read_metrics
 
 
-def collect(run: Path) -> dict:
+def collect(run: Path) -> dict | None:
+    """A run's summary, metrics and evaluations; None (with a note) for a folder whose run never started."""
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"'{run}' is not a run folder of `vitssl pretrain` (no config.yaml)")
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    if not summary and not (run / "checkpoints" / "last.pt").is_file():
+        print(f"note: skipping '{run}': no checkpoint and no summary (a run that never trained a step)",
+              file=sys.stderr)
+        return None
+    method = summary.get("method") or ((yaml.safe_load((run / "config.yaml").read_text()) or {}).get("method") or
+                                       {}).get("name")
     evals = [json.loads(p.read_text()) for p in sorted((run / "eval").glob("*/results.json"))]
-    return {"run": run.name, "path": str(run), "method": summary.get("method"), "summary": summary,
+    return {"run": run.name, "path": str(run), "method": method, "summary": summary,
             "metrics": read_metrics(run / "metrics.jsonl"), "evals": evals}
 
 
+LIKE_FOR_LIKE = ("pool", "blocks", "image_size", "test_images", "test_split")
+
+
 def table(runs: list[dict]) -> tuple[list[dict], str]:
+    """One row per run x evaluation, an accuracy table (run x protocol/dataset), what each number used
+    (pooling, blocks, image size, images on both sides), and a warning where numbers of one column
+    were not measured alike."""
     rows, columns = [], []
     for r in runs:
         for e in r["evals"]:
@@ -35,7 +50,10 @@ def table(runs: list[dict]) -> tuple[list[dict], str]:
                 columns.append(col)
             rows.append({"run": r["run"], "method": r["method"], "protocol": e["protocol"], "dataset": e["dataset"],
                          "accuracy": e["accuracy"], "std": e.get("std"), "features": e.get("features"),
-                         "pretrain_step": e.get("pretrain_step"), "test_images": e.get("test_images")})
+                         "pool": e.get("pool"), "blocks": e.get("blocks"), "image_size": e.get("image_size"),
+                         "pretrain_step": e.get("pretrain_step"), "train_images": e.get("train_images"),
+                         "test_images": e.get("test_images"), "test_split": e.get("test_split"),
+                         "test_set": (e.get("test_set") or {}).get("formed")})
     lines = ["| run | method | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for r in runs:
         cells = []
@@ -44,6 +62,23 @@ def table(runs: list[dict]) -> tuple[list[dict], str]:
             cells.append(f"{hit[0]['accuracy']:.2f}" + (f" ± {hit[0]['std']:.2f}" if hit and hit[0].get("std") else "")
                          if hit else "")
         lines.append(f"| {r['run']} | {r['method']} | " + " | ".join(cells) + " |")
+    lines += ["", "What each number used:", "",
+              "| run | protocol | dataset | accuracy | features | pooling | px | train images | test images (split) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['run']} | {row['protocol']} | {row['dataset']} | {row['accuracy']:.2f} | "
+                     f"{row['features'] or ''} | {row['pool']} | {row['image_size']} | {row['train_images']} | "
+                     f"{row['test_images']} ({row['test_split']}) |")
+    warnings = []
+    for col in columns:
+        same = [row for row in rows if f"{row['protocol']} {row['dataset']}" == col]
+        for k in LIKE_FOR_LIKE:
+            values = sorted({str(row[k]) for row in same})
+            if len(values) > 1:
+                who = "; ".join(f"{row['run']}: {row[k]}" for row in same)
+                warnings.append(f"- **not like for like**: `{col}` compares different {k} ({who})")
+    if warnings:
+        lines += ["", *warnings]
     return rows, "\n".join(lines) + "\n"
 
 
@@ -111,7 +146,9 @@ def attention_picture(run: Path, out: Path, n_images: int = 6) -> bool:
 def report(runs: list[str], out: str | Path, n_images: int = 6) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = [collect(Path(r)) for r in runs]
+    data = [d for d in (collect(Path(r)) for r in runs) if d is not None]
+    if not data:
+        raise ConfigError("none of the folders given holds a run that trained; nothing to report")
     rows, md = table(data)
     loss = [(f"{d['run']} ({d['method']})", [m["epoch"] for m in d["metrics"] if "loss" in m],
              [m["loss"] for m in d["metrics"] if "loss" in m], None) for d in data]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ import torch
 from vitssl.config.load import apply_overrides, merge, read_yaml
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.data.augment import Augment
-from vitssl.data.dataset import ImageDataset, load_dataset
+from vitssl.data.dataset import ImageDataset, SplitScan, load_dataset, scan_dataset
 from vitssl.distributed import resolve_device
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation import encoders
@@ -40,11 +41,29 @@ def _pretrain_sections(source: str) -> dict:
     return {"data": data, "model": pre.get("model") or {}}
 
 
-def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str] = None) -> EvalConfig:
-    data = _pretrain_sections(checkpoint)
+def _like_sections(run: str) -> dict:
+    """What a random baseline takes from the run it is compared with: the encoder's shape and the data
+    it was pre-trained on (pooling is resolved from the run's method when the evaluation starts)."""
+    enc, _ = encoders.load_encoder(run)
+    arch = enc.arch
+    model = {"patch_size": arch["patch_size"], "embed_dim": arch["embed_dim"], "depth": arch["depth"],
+             "num_heads": arch["num_heads"], "mlp_ratio": arch["mlp_ratio"], "pos_embed": arch.get("pos_embed", "learned")}
+    return merge(_pretrain_sections(run), {"model": model, "data": {"image_size": arch["img_size"]}})
+
+
+def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str] = None,
+                like: Optional[str] = None) -> EvalConfig:
+    """The evaluation config: the checkpoint's pre-training data and model (or, for `--checkpoint random
+    --like RUN`, RUN's), then the config file, then the overrides."""
+    for item in overrides:  # `like=RUN` as an override means the same as --like RUN
+        if item.startswith("like="):
+            like = item.partition("=")[2] or None
+    if like is not None and checkpoint != "random":
+        raise ConfigError("--like RUN shapes a random baseline like RUN; use it with --checkpoint random")
+    data = _like_sections(like) if like is not None else _pretrain_sections(checkpoint)
     if config_file:
         data = merge(data, read_yaml(config_file))
-    data = apply_overrides(merge(data, {"checkpoint": checkpoint}), overrides)
+    data = apply_overrides(merge(data, {"checkpoint": checkpoint, "like": like}), overrides)
     return from_dict(EvalConfig, data)
 
 
@@ -65,7 +84,7 @@ def _split(n: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 class Evaluation:
     """The encoder, both splits and their features for one config."""
 
-    def __init__(self, cfg: EvalConfig, progress: bool = True):
+    def __init__(self, cfg: EvalConfig, progress: bool = True, protocol: Optional[str] = None):
         self.cfg, self.progress = cfg, progress
         self.device = torch.device(resolve_device(cfg.device))
         keep_freed_memory(self.device)
@@ -75,22 +94,32 @@ class Evaluation:
         if cfg.data.image_size % patch:
             raise ConfigError(f"config key 'data.image_size' ({cfg.data.image_size}) must be a multiple of the "
                               f"checkpoint's patch size ({patch})")
-        self.train = load_dataset(cfg.data, cfg.data.split, seed=cfg.seed, min_side=patch, progress=progress)
-        test_data = dataclasses.replace(cfg.data, limit=cfg.test_limit)
-        self.test = load_dataset(test_data, cfg.test_split, seed=cfg.seed, min_side=patch, progress=progress)
-        for ds in (self.train, self.test):
-            if not ds.labelled:
-                raise DataError(f"split '{ds.split}' of '{cfg.data.root}' has no class labels; evaluation needs "
-                                "class sub-folders (or CIFAR) for both data.split and test_split")
-        if self.train.classes != self.test.classes:
-            raise DataError(f"splits '{self.train.split}' and '{self.test.split}' have different classes")
-        self.num_classes = len(self.train.classes)
-        pool = cfg.features.pool
-        self.pool = pool if pool != "auto" else default_pool(self.info["method"])
+        self.pool, self.pool_from = self._resolve_pool()
         depth = self.encoder.depth
         self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
+        # everything about the data is checked on file lists and labels, before an image is decoded
+        train_scan, test_scan = check_splits(cfg, protocol)
+        self.train = load_dataset(cfg.data, cfg.data.split, seed=cfg.seed, min_side=patch, progress=progress,
+                                  scan=train_scan)
+        test_data = dataclasses.replace(cfg.data, limit=cfg.test_limit)
+        self.test = load_dataset(test_data, cfg.test_split, seed=cfg.seed, min_side=patch, progress=progress,
+                                 key="test_split", scan=test_scan)
+        self.num_classes = len(self.train.classes)
         self.preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain
         self.out: Optional[Path] = None
+
+    def _resolve_pool(self) -> tuple[str, str]:
+        """(pooling, where it came from). A random baseline made `--like RUN` is read as RUN's method reads."""
+        pool = self.cfg.features.pool
+        if pool != "auto":
+            return pool, "features.pool"
+        if self.cfg.like is not None:
+            _, like_info = encoders.load_encoder(self.cfg.like)
+            return default_pool(like_info["method"]), f"the method of {self.cfg.like} ({like_info['method']})"
+        if self.info["method"] == "random":
+            print("note: a random encoder is read with mean pooling (features.pool=auto); to compare it with a "
+                  "pre-trained run read the same way, pass --like RUN (or set features.pool)", file=sys.stderr)
+        return default_pool(self.info["method"]), f"the checkpoint's method ({self.info['method']})"
 
     def features(self, ds: ImageDataset) -> dict[int, torch.Tensor]:
         c = self.cfg
@@ -114,10 +143,58 @@ class Evaluation:
         enc = self.encoder
         return {"dataset": self.train.name, "train_split": self.train.split, "test_split": self.test.split,
                 "train_images": len(self.train), "test_images": len(self.test), "classes": self.num_classes,
-                "checkpoint": self.info["source"], "method": self.info["method"], "pretrain_step": self.info.get("step"),
-                "pretrain_epoch": self.info.get("epoch"), "pool": self.pool, "image_size": c.data.image_size,
+                "train_set": {"split": self.train.split, "images": len(self.train), "formed": self.train.formed},
+                "test_set": {"split": self.test.split, "images": len(self.test), "formed": self.test.formed},
+                "checkpoint": self.info["source"], "method": self.info["method"], "like": c.like,
+                "pretrain_step": self.info.get("step"), "pretrain_epoch": self.info.get("epoch"),
+                "pool": self.pool, "pool_from": self.pool_from,
+                "blocks": [b + 1 for b in self.blocks], "image_size": c.data.image_size,
                 "model": {k: enc.arch[k] for k in ("patch_size", "embed_dim", "depth", "num_heads")},
                 "seed": c.seed}
+
+
+def _check_labelled(scan: SplitScan, key: str, root: str) -> None:
+    if not scan.labelled:
+        raise DataError(f"{key} '{scan.split}' of '{root}' has no class labels ({scan.formed}); evaluation needs "
+                        "class sub-folders (or CIFAR) in data.split and test_split")
+    if len(scan.classes) < 2:
+        raise DataError(f"{key} '{scan.split}' of '{root}' has 1 class, '{scan.classes[0]}': its labels may live "
+                        "in an annotation file; evaluation needs one sub-folder per class")
+
+
+def check_splits(cfg: EvalConfig, protocol: Optional[str] = None) -> tuple[SplitScan, SplitScan]:
+    """Scan both splits (file lists and labels only) and stop, naming the key to change, on anything that
+    would make the numbers wrong: the same images on both sides, missing labels, different classes,
+    few-shot counts a class cannot give."""
+    root = cfg.data.root
+    if cfg.data.split == cfg.test_split:
+        raise ConfigError(f"test_split '{cfg.test_split}' is also the split the probes train on (data.split): "
+                          "evaluation never tests on training images; set test_split to a held-out split")
+    train = scan_dataset(cfg.data, cfg.data.split, seed=cfg.seed, key="data.split")
+    test = scan_dataset(dataclasses.replace(cfg.data, limit=cfg.test_limit), cfg.test_split, seed=cfg.seed,
+                        key="test_split")
+    _check_labelled(train, "data.split", root)
+    _check_labelled(test, "test_split", root)
+    if train.classes != test.classes:
+        only_tr, only_te = sorted(set(train.classes) - set(test.classes)), sorted(set(test.classes) - set(train.classes))
+        detail = "; ".join(f"only in '{s}': {', '.join(c[:5])}" + (" ..." if len(c) > 5 else "")
+                           for s, c in ((train.split, only_tr), (test.split, only_te)) if c) or "the same names in another order"
+        raise DataError(f"splits '{train.split}' (data.split, {len(train.classes)} classes) and '{test.split}' "
+                        f"(test_split, {len(test.classes)} classes) of '{root}' have different classes ({detail}); "
+                        "set test_split to a split with the same class folders")
+    if train.paths is not None and test.paths is not None:
+        shared = set(train.paths) & set(test.paths)
+        if shared:
+            raise DataError(f"{len(shared)} images of test_split '{test.split}' are also in data.split "
+                            f"'{train.split}' (e.g. {sorted(shared)[0]}); evaluation never tests on training images")
+    if protocol == "fewshot":
+        counts = train.class_counts()
+        fewest = int(counts.min())
+        if max(cfg.fewshot.shots) > fewest:
+            name = train.classes[int(counts.argmin())]
+            raise DataError(f"few-shot with {max(cfg.fewshot.shots)} images per class, but class '{name}' of "
+                            f"'{train.split}' has only {fewest}; lower fewshot.shots (at most {fewest})")
+    return train, test
 
 
 def _select(val_acc: list[float]) -> int:
@@ -217,8 +294,15 @@ def default_output_dir(cfg: EvalConfig, protocol: str, dataset: str) -> Path:
 
 
 def markdown(result: dict) -> str:
+    like = f" shaped and read like `{result['like']}`" if result.get("like") else ""
+    blocks = ", ".join(str(b) for b in result.get("blocks", []))
     head = (f"**{result['protocol']}** on {result['dataset']} ({result['test_split']}, {result['test_images']} images), "
-            f"{result['method']} encoder from `{result['checkpoint']}`: **{result['accuracy']:.2f} %**\n")
+            f"{result['method']} encoder from `{result['checkpoint']}`{like}: **{result['accuracy']:.2f} %**\n\n"
+            f"- features: {result.get('features', '')} (blocks evaluated: {blocks}), pooling "
+            f"{result['pool']} (from {result.get('pool_from', '?')}), {result['image_size']} px\n"
+            f"- trained on {result['train_images']} images of '{result['train_split']}' "
+            f"({result['train_set']['formed']}); tested on {result['test_images']} images of "
+            f"'{result['test_split']}' ({result['test_set']['formed']})\n")
     rows = result.get("per_block") or result.get("per_shots") or result.get("per_epoch")
     if not rows:
         return head
@@ -234,7 +318,7 @@ def evaluate(protocol: str, cfg: EvalConfig, progress: bool = True) -> dict:
     if protocol not in RUNNERS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(RUNNERS)}")
     t0 = time.time()
-    ev = Evaluation(cfg, progress=progress)
+    ev = Evaluation(cfg, progress=progress, protocol=protocol)
     out = ev.out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg, protocol, ev.train.name)
     out.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[protocol](ev)

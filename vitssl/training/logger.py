@@ -32,7 +32,7 @@ class RunLogger:
         row = {"step": step}
         for k, v in values.items():
             v = float(v) if not isinstance(v, (int, str)) else v
-            row[k] = v if not (isinstance(v, float) and math.isnan(v)) else None
+            row[k] = v if not (isinstance(v, float) and not math.isfinite(v)) else None  # NaN, inf: null
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
         if self.tb is not None:

@@ -27,10 +27,12 @@ from vitssl import distributed as dist
 from vitssl.config import Config, config_to_dict, save_config
 from vitssl.data.dataset import ImageDataset, load_dataset
 from vitssl.data.loader import BatchLoader, single_batch
-from vitssl.errors import CheckpointError, ConfigError, VitsslError
+from vitssl.errors import CheckpointError, ConfigError, VitsslError, first_line
 from vitssl.hostmem import keep_freed_memory
 from vitssl.methods import registry
+from vitssl.models.vit import encoder_from_config
 from vitssl.training import checkpoint as ckpt
+from vitssl.training import runlock
 from vitssl.training.images import save_grid
 from vitssl.training.logger import RunLogger
 from vitssl.training.monitor import KNNMonitor
@@ -74,6 +76,14 @@ class StopRequest:
             signal.signal(sig, old)
 
 
+class Diverged(Exception):
+    """The loss, a gradient or a weight stopped being finite at `step`."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
 class Trainer:
     def __init__(self, cfg: Config, *, resume: bool = False):
         self.cfg = cfg
@@ -83,7 +93,18 @@ class Trainer:
         self.host_memory = "kept" if keep_freed_memory(self.device) else "default"
         self.rank, self.world = dist.rank(), dist.world_size()
         self.precision = resolve_precision(cfg.train.precision, self.device.type)
-        self.out = self._output_dir()
+        self.lock: Optional[Path] = None
+        self.out, created = self._output_dir()
+        try:
+            self._build(cfg, resume)
+        except BaseException:  # nothing half-made is left behind: the lock goes, a folder this run made goes
+            self.close(remove_if_empty=created)
+            raise
+        if dist.is_main():  # only now: a failed start or resume leaves the run's config.yaml as it was
+            save_config(self.cfg, self.out / "config.yaml")
+        dist.barrier()
+
+    def _build(self, cfg: Config, resume: bool) -> None:
         torch.manual_seed(cfg.seed * 1000 + self.rank)
 
         tc = cfg.train
@@ -118,26 +139,50 @@ class Trainer:
         self.monitor = KNNMonitor.maybe(cfg, method=cfg.method.name, patch_size=cfg.model.patch_size) \
             if dist.is_main() else None
         self.step = 0
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.saved_step: Optional[int] = None  # the step of the last checkpoint written (or resumed from)
         if resume:
             self._restore(self.out / "checkpoints" / "last.pt")
 
     # --- set-up ----------------------------------------------------------------------------------
-    def _output_dir(self) -> Path:
+    def _output_dir(self) -> tuple[Path, bool]:
+        """The run folder, created and locked by rank 0; returns (path, whether this run created it)."""
         out = self.cfg.output_dir
         if out is None:
             out = f"runs/{self.cfg.method.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
             out = dist.broadcast_object(out)
             self.cfg.output_dir = out
         path = Path(out)
-        last = path / "checkpoints" / "last.pt"
-        if not self.resume and last.exists():
-            raise VitsslError(f"output_dir '{path}' already holds a run; continue it with "
-                              f"`vitssl pretrain --resume {path}` or choose another output_dir=...")
+        created = not path.exists()
         if dist.is_main():
-            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, path / "config.yaml")
+            try:
+                (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise VitsslError(f"cannot create output_dir '{path}': {e.strerror or first_line(e)}; choose "
+                                  "another output_dir=...") from None
+            try:
+                self.lock = runlock.acquire(path)
+            except PermissionError as e:
+                raise VitsslError(f"cannot write in output_dir '{path}': {e.strerror}; choose another "
+                                  "output_dir=...") from None
+            last = path / "checkpoints" / "last.pt"
+            if not self.resume and last.exists():
+                runlock.release(self.lock)
+                raise VitsslError(f"output_dir '{path}' already holds a run; continue it with "
+                                  f"`vitssl pretrain --resume {path}` or choose another output_dir=...")
         dist.barrier()
-        return path
+        return path, created
+
+    def close(self, remove_if_empty: bool = False) -> None:
+        """Release the run folder (and remove it when this run made it and left nothing in it)."""
+        runlock.release(self.lock)
+        self.lock = None
+        if remove_if_empty and dist.is_main():
+            for sub in (self.out / "checkpoints", self.out):
+                try:
+                    sub.rmdir()  # only empty folders go
+                except OSError:
+                    pass
 
     def _load_data(self) -> ImageDataset:
         """Rank 0 decodes (and caches) first; the others then read the cache."""
@@ -155,10 +200,13 @@ class Trainer:
         return state
 
     def save(self, name: str = "last.pt") -> None:
+        """Write a checkpoint atomically; never one whose weights are not finite (Diverged instead)."""
+        self._check_finite(weights=True)
         rng = [self._rng_state()]
         if dist.is_dist():
             rng = [None] * self.world
             torch.distributed.all_gather_object(rng, self._rng_state())
+        self.saved_step = self.step
         if not dist.is_main():
             return
         ckpt.save_atomic({
@@ -186,14 +234,14 @@ class Trainer:
             self.method.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint '{path}' does not fit this model: {str(e).splitlines()[0]}") from None
+            raise CheckpointError(f"checkpoint '{path}' does not fit this model: {first_line(e)}") from None
         self.scaler.load_state_dict(state["scaler"])
         if self.cfg.train.max_minutes is not None and state.get("budget"):  # a resumed budget run keeps its end
             self._fix_schedule(int(state["total_steps"]), final=True)
         elif state.get("total_steps") != self.total_steps:
             print(f"note: the schedule now spans {self.total_steps} steps (was {state.get('total_steps')})",
                   file=sys.stderr)
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         rng = state.get("rng") or []
         if len(rng) == self.world:
             torch.set_rng_state(rng[self.rank]["cpu"].cpu())
@@ -227,7 +275,22 @@ class Trainer:
             logs["grad_norm"] = clip_gradients(self.trainable, self.cfg.optim.clip_grad, self.cfg.optim.clip_mode)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        bad = ~torch.isfinite(logs["loss"])
+        if "grad_norm" in logs and self.precision != "fp16":  # fp16: the scaler skips overflowing steps itself
+            bad = bad | ~torch.isfinite(logs["grad_norm"])
+        # the first step whose loss or gradient was not finite, kept on the device (no host sync per step)
+        self.bad_step = torch.where(bad & (self.bad_step < 0), self.step + 1, self.bad_step)
         return logs
+
+    def _check_finite(self, weights: bool = False) -> None:
+        """Raise Diverged if a step's loss or gradient was not finite (or, with `weights`, if a weight is not)."""
+        step = int(self.bad_step.item())
+        if step < 0 and weights:
+            norms = torch._foreach_norm([p.detach() for p in self.trainable])
+            if not bool(torch.stack(norms).isfinite().all()):
+                step = self.step
+        if step >= 0:
+            raise Diverged(step)
 
     def _fix_schedule(self, total: int, final: bool) -> None:
         """Make the schedules span `total` steps (a wall-clock budget's worth); `final` freezes them."""
@@ -262,55 +325,61 @@ class Trainer:
         n_logged, t_log, t_ckpt, t0 = 0, time.perf_counter(), time.perf_counter(), time.perf_counter()
         start_step = self.step
         batch_images = cfg.train.batch_size
-        stopped = False
-        with StopRequest() as stop:
-            while self.step < self.stop_at and not stopped:
-                epoch = self.step // self.steps_per_epoch
-                self.method.train()
-                for images, labels in self.loader.epoch(epoch, start=self.step % self.steps_per_epoch):
-                    lr = warmup_cosine(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.optim.min_lr)
-                    wd = cosine(self.step, self.total_steps, cfg.optim.weight_decay, cfg.optim.weight_decay_end)
-                    set_hyperparams(self.optimizer, lr, wd)
-                    logs = self.train_step(images, labels)
-                    self.step += 1
-                    timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
-                    if not self.budget_set and timed == 0:
-                        t_timed = time.perf_counter()
-                    elif not self.budget_set and timed >= 5 and timed % 10 == 5:
-                        self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
-                        bar.total = self.stop_at
-                        bar.refresh()
-                    extra = self.method.after_step(self.step, self.total_steps)
-                    for k, v in logs.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n_logged += 1
-                    bar.update(1)
-                    if self.step % cfg.log.every_steps == 0 or self.step == self.stop_at:
-                        means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
-                        now = time.perf_counter()
-                        rate = n_logged * batch_images / (now - t_log)
-                        if not all(map(lambda v: v == v and abs(v) != float("inf"), means.values())):
-                            raise VitsslError(f"the loss became {means.get('loss')} at step {self.step}; lower "
-                                              "optim.base_lr or use train.precision=fp32, then resume from the "
-                                              f"last checkpoint in '{self.out / 'checkpoints'}'")
-                        if main:
-                            logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means,
-                                                   "lr": lr, "weight_decay": wd, **extra, "images_per_s": rate})
-                            bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-                        sums, n_logged, t_log = {}, 0, now
-                    end_of_epoch = self.step % self.steps_per_epoch == 0
-                    if end_of_epoch:
-                        self._end_of_epoch(self.step // self.steps_per_epoch, logger, picture_batch)
-                        t_ckpt = time.perf_counter()
-                    elif time.perf_counter() - t_ckpt > cfg.log.checkpoint_minutes * 60:
-                        self.save()
-                        t_ckpt = time.perf_counter()
-                    stopped = dist.any_process(stop.requested, self.device)
-                    if self.step >= self.stop_at or stopped:
-                        break
+        stopped, diverged = False, None
+        per_step_check = self.device.type != "cuda"  # a host sync costs nothing on the CPU: check every step
+        try:
+            with StopRequest() as stop:
+              while self.step < self.stop_at and not stopped:
+                  epoch = self.step // self.steps_per_epoch
+                  self.method.train()
+                  for images, labels in self.loader.epoch(epoch, start=self.step % self.steps_per_epoch):
+                      lr = warmup_cosine(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.optim.min_lr)
+                      wd = cosine(self.step, self.total_steps, cfg.optim.weight_decay, cfg.optim.weight_decay_end)
+                      set_hyperparams(self.optimizer, lr, wd)
+                      logs = self.train_step(images, labels)
+                      self.step += 1
+                      timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
+                      if not self.budget_set and timed == 0:
+                          t_timed = time.perf_counter()
+                      elif not self.budget_set and timed >= 5 and timed % 10 == 5:
+                          self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
+                          bar.total = self.stop_at
+                          bar.refresh()
+                      extra = self.method.after_step(self.step, self.total_steps)
+                      for k, v in logs.items():
+                          sums[k] = sums.get(k, 0.0) + v
+                      n_logged += 1
+                      if per_step_check:
+                          self._check_finite()
+                      bar.update(1)
+                      if self.step % cfg.log.every_steps == 0 or self.step == self.stop_at:
+                          means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
+                          now = time.perf_counter()
+                          rate = n_logged * batch_images / (now - t_log)
+                          self._check_finite()
+                          if main:
+                              logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means,
+                                                     "lr": lr, "weight_decay": wd, **extra, "images_per_s": rate})
+                              bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                          sums, n_logged, t_log = {}, 0, now
+                      end_of_epoch = self.step % self.steps_per_epoch == 0
+                      if end_of_epoch:
+                          self._end_of_epoch(self.step // self.steps_per_epoch, logger, picture_batch)
+                          t_ckpt = time.perf_counter()
+                      elif time.perf_counter() - t_ckpt > cfg.log.checkpoint_minutes * 60:
+                          self.save()
+                          t_ckpt = time.perf_counter()
+                      stopped = dist.any_process(stop.requested, self.device)
+                      if self.step >= self.stop_at or stopped:
+                          break
+            if self.step % self.steps_per_epoch:  # the epoch hook saved already otherwise
+                self.save()
+        except Diverged as d:
+            diverged = d.step
+            if main and n_logged:  # the steps since the last row, as they ran (non-finite values as null)
+                means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
+                logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means})
         bar.close()
-        if self.step % self.steps_per_epoch:  # the epoch hook saved already otherwise
-            self.save()
         elapsed = time.perf_counter() - t0
         summary = {"method": cfg.method.name, "output_dir": str(self.out), "step": self.step,
                    "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
@@ -319,8 +388,15 @@ class Trainer:
                    "processes": self.world, "device": str(self.device), "precision": self.precision,
                    "host_memory": self.host_memory,
                    "dataset": {"name": self.dataset.name, "images": len(self.dataset)}}
+        skipped = list(self.dataset.skipped) + list(self.loader.bad.values())
+        if skipped:  # unusable images left out (data.bad_images=skip), cached or streamed
+            summary["skipped_images"] = {"count": len(skipped), "first": skipped[:5]}
+        if diverged is not None:
+            summary.update(diverged_at_step=diverged, last_checkpoint_step=self.saved_step)
+        elif main and self.monitor is not None and not stopped:
+            summary["versus_random_init"] = self._versus_random_init()
         if main:
-            if picture_batch is not None:
+            if picture_batch is not None and diverged is None:
                 self._pictures(picture_batch, logger, final=True)
             logger.close()
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")
@@ -329,7 +405,45 @@ class Trainer:
                 print(f"stopped at step {self.step}; continue with: vitssl pretrain --resume {self.out}",
                       file=sys.stderr)
         dist.barrier()
+        if diverged is not None:
+            raise VitsslError(self._divergence_advice(diverged))
         return summary
+
+    def _versus_random_init(self) -> dict:
+        """Did it learn? k-NN and a linear probe of the encoder against a random-init encoder of the same
+        shape, on the monitor's held-out training images; one line, also in summary.json."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)
+            baseline = encoder_from_config(self.cfg.model, self.cfg.data.image_size).to(self.device)
+            mine = self.monitor.probe(self.method.encoder, self.device)
+            base = self.monitor.probe(baseline, self.device)
+        n = len(self.monitor.test)
+        print(f"learned? k-NN on {n} held-out training images: {mine['knn']:.1f} % vs {base['knn']:.1f} % for a "
+              f"random-init encoder of the same shape ({mine['knn'] - base['knn']:+.1f} points); linear probe: "
+              f"{mine['linear']:.1f} % vs {base['linear']:.1f} % ({mine['linear'] - base['linear']:+.1f})",
+              file=sys.stderr)
+        return {"images": n, "knn": mine["knn"], "knn_random_init": base["knn"], "linear": mine["linear"],
+                "linear_random_init": base["linear"]}
+
+    def _divergence_advice(self, step: int) -> str:
+        """What happened, what was kept, and a change that avoids the same failure on resume."""
+        o = self.cfg.optim
+        lower = f"{o.base_lr / 4:.3g}"
+        fixes = [f"optim.base_lr={lower} (now {o.base_lr:g})"]
+        if o.clip_grad == 0:
+            fixes.append("optim.clip_grad=3.0 (now off)")
+        if self.precision != "fp32":
+            fixes.append(f"train.precision=fp32 (now {self.precision})")
+        what = (f"the loss or a gradient became non-finite at step {step} (learning rate "
+                f"{warmup_cosine(step - 1, self.total_steps, self.warmup_steps, self.peak_lr, o.min_lr):.3g}); "
+                "no checkpoint with non-finite weights was written")
+        if self.saved_step is not None:
+            return (f"{what}: '{self.out / 'checkpoints' / 'last.pt'}' holds step {self.saved_step}. Continue from "
+                    f"it with a change, e.g. `vitssl pretrain --resume {self.out} {fixes[0]}`"
+                    + (f" (or also {', '.join(fixes[1:])})" if fixes[1:] else ""))
+        return (f"{what}, and none was saved before it. Start again with {' and '.join(fixes)} "
+                f"(the metrics of the steps that ran are in '{self.out}')")
 
     def _end_of_epoch(self, epoch: int, logger: Optional[RunLogger], picture_batch) -> None:
         log = self.cfg.log
@@ -367,8 +481,11 @@ class Trainer:
 
 def pretrain(cfg: Config, *, resume: bool = False) -> dict:
     """Run (or resume) pre-training; returns the run summary."""
-    trainer = Trainer(cfg, resume=resume)
     try:
-        return trainer.fit()
+        trainer = Trainer(cfg, resume=resume)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()
     finally:
         dist.shutdown()

@@ -1,0 +1,72 @@
+"""One run per folder: a lock file naming the process that writes there.
+
+Two runs started into one `output_dir` would delete each other's metrics and mix their checkpoints.
+The first holds `RUN/.lock` (its PID, host and start time); a second stops at once with one line.
+A lock left by a process that no longer runs (on this host) is taken over, with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from vitssl.errors import VitsslError
+
+LOCK = ".lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def acquire(folder: Path) -> Path:
+    """Create `folder/.lock` for this process, or raise naming the run that holds it."""
+    lock = folder / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text())
+                pid, host = int(owner["pid"]), str(owner["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                owner, pid, host = {}, None, None
+            if pid is not None and host == me["host"] and not _alive(pid):
+                print(f"note: taking over the lock of '{folder}' from process {pid}, which no longer runs",
+                      file=sys.stderr)
+                lock.unlink(missing_ok=True)
+                continue
+            if pid is None:  # being written this instant, or garbage: look again
+                time.sleep(0.2)
+                if lock.exists() and time.time() - lock.stat().st_mtime > 5:
+                    lock.unlink(missing_ok=True)
+                continue
+            raise VitsslError(f"output_dir '{folder}' is in use by another run (process {pid} on {host}, started "
+                              f"{owner.get('started', '?')}); wait for it to end or choose another output_dir=... "
+                              f"(if that run is gone, delete {lock})") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return lock
+    raise VitsslError(f"could not take the lock {lock}; delete it if no run uses '{folder}'")
+
+
+def release(lock: Path | None) -> None:
+    if lock is None:
+        return
+    try:
+        owner = json.loads(lock.read_text())
+        if int(owner.get("pid", -1)) == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError):
+        pass
