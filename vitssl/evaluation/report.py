@@ -145,10 +145,10 @@ def attention_picture(run: Path, out: Path, n_images: int = 6) -> bool:
 
 def report(runs: list[str], out: str | Path, n_images: int = 6) -> dict:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     data = [d for d in (collect(Path(r)) for r in runs) if d is not None]
     if not data:
         raise ConfigError("none of the folders given holds a run that trained; nothing to report")
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     rows, md = table(data)
     loss = [(f"{d['run']} ({d['method']})", [m["epoch"] for m in d["metrics"] if "loss" in m],
              [m["loss"] for m in d["metrics"] if "loss" in m], None) for d in data]
