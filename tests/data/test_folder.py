@@ -45,7 +45,7 @@ def test_labelled_folder_without_splits_holds_out_a_balanced_test_part(tmp_path)
     assert again.paths == test.paths  # seeded: the same part every time
     other = scan_folder(tmp_path, "test", key="test_split", holdout=0.2, holdout_seed=1)
     assert other.paths != test.paths
-    with pytest.raises(DataError, match="no split folders.*set test_split to 'train' or 'test'"):
+    with pytest.raises(DataError, match="no split folders.*set test_split=test"):
         scan_folder(tmp_path, "val", key="test_split", holdout=0.2)
     with pytest.raises(DataError, match="no 'test' split; hold out part of it with data.holdout"):
         scan_folder(tmp_path, "test", key="test_split", holdout=0.0)

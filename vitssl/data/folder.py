@@ -115,7 +115,7 @@ def scan_folder(root: str | Path, split: str, *, key: str = "data.split", holdou
         formed = f"the {len(keep)} of {n} images not held out as '{HELD_OUT}' (data.holdout={holdout})"
     else:
         raise DataError(f"data.root '{root}' has no split folders: its images are split into 'train' and a "
-                        f"held-out '{HELD_OUT}' ({holdout:.0%}, data.holdout); set {key} to 'train' or '{HELD_OUT}'")
+                        f"held-out '{HELD_OUT}' ({holdout:.0%}, data.holdout); set {key}={HELD_OUT}")
     return FileList([files.paths[i] for i in keep], [files.labels[i] for i in keep], files.classes, formed)
 
 
