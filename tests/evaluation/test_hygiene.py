@@ -186,3 +186,14 @@ def test_any_split_folder_name_works_for_evaluation(tmp_path):
                                                                 f"output_dir={tmp_path / 'o'}"]), progress=False)
     assert res["test_split"] == "valid" and res["test_images"] == 4 and res["train_images"] == 12
     assert res["test_set"]["formed"] == "the folder 'valid/'"
+
+
+def test_a_different_held_out_part_than_pre_training_left_out_is_flagged(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos", {"a": 10, "b": 10})
+    pretrain(load_config(None, tiny_overrides(tmp_path, f"data.root={root}", "data.image_size=16",
+                                              "train.batch_size=8", "train.max_steps=1", "log.images_every=0")))
+    run = tmp_path / "run"
+    for extra, flagged in (([], False), (["data.holdout=0.3"], True), (["data.holdout_seed=1"], True)):
+        capsys.readouterr()
+        evaluate("knn", eval_config(str(run), FAST + extra + [f"output_dir={tmp_path / 'o'}"]), progress=False)
+        assert ("some test images were seen (without labels) in pre-training" in capsys.readouterr().err) == flagged

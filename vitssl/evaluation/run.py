@@ -99,6 +99,7 @@ class Evaluation:
         self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
         # everything about the data is checked on file lists and labels, before an image is decoded
         train_scan, test_scan = check_splits(cfg, protocol)
+        self._note_other_holdout(test_scan)
         self.train = load_dataset(cfg.data, cfg.data.split, seed=cfg.seed, min_side=patch, progress=progress,
                                   scan=train_scan)
         test_data = dataclasses.replace(cfg.data, limit=cfg.test_limit)
@@ -107,6 +108,18 @@ class Evaluation:
         self.num_classes = len(self.train.classes)
         self.preprocess = Augment(None, image_size=cfg.data.image_size, mean=cfg.data.mean, std=cfg.data.std).plain
         self.out: Optional[Path] = None
+
+    def _note_other_holdout(self, test_scan: SplitScan) -> None:
+        """A held-out test part drawn differently from the one pre-training left out holds images the
+        encoder saw (without labels): say so."""
+        pre = (self.info.get("pretrain_config") or {}).get("data") or {}
+        if not test_scan.formed.startswith("held out") or pre.get("root") != self.cfg.data.root:
+            return
+        d = self.cfg.data
+        if (pre.get("holdout"), pre.get("holdout_seed")) != (d.holdout, d.holdout_seed):
+            print(f"note: pre-training held out data.holdout={pre.get('holdout')}, data.holdout_seed="
+                  f"{pre.get('holdout_seed')} of '{d.root}', this evaluation {d.holdout}, {d.holdout_seed}: some test "
+                  "images were seen (without labels) in pre-training", file=sys.stderr)
 
     def _resolve_pool(self) -> tuple[str, str]:
         """(pooling, where it came from). A random baseline made `--like RUN` is read as RUN's method reads."""
