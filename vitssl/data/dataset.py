@@ -187,6 +187,7 @@ class SplitScan:
     root: Optional[Path] = None
     key: dict = field(default_factory=dict)  # decode-cache key (synthetic, folder)
     _images: Optional[np.ndarray] = None  # CIFAR: read with the labels, (N, h, w, 3)
+    keep: Optional[np.ndarray] = None  # synthetic: indices of data.limit's subset in the rendered split
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -210,13 +211,13 @@ def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> 
     root = cfg.root
     if root == "synthetic":
         n = cfg.synthetic_train if split == "train" else cfg.synthetic_test
-        split_seed = {"train": 0, "val": 1, "test": 2}.get(split, 3)
+        split_seed = synthetic.split_seed(split)
         labels = synthetic.labels_for(n, split_seed).numpy()
         keep = _keep(labels, cfg.limit, seed)
         ckey = dict(v=CACHE_VERSION, name="synthetic", render=2, split=split, size=size, n=n)  # 2: chunks by pixels
         return SplitScan("synthetic", split, labels[keep], list(synthetic.CLASSES),
                          f"built-in synthetic images, split seed {split_seed}", kind="synthetic", key=ckey,
-                         identity=_identity(dict(ckey, size=None, keep=keep.tolist())))
+                         keep=keep, identity=_identity(dict(ckey, size=None, keep=keep.tolist())))
 
     root_path = Path(root).expanduser()
     if cfg.download and (not root_path.exists() or not any(root_path.iterdir())):  # missing or left empty
@@ -259,17 +260,14 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
         print(f"note: '{scan.name}' has no split folders: its '{split}' split is {scan.formed}", file=sys.stderr)
 
     if scan.kind == "synthetic":
-        full_key = dict(scan.key)
-
         def build_synthetic():
-            imgs, labels = synthetic.make_synthetic(full_key["n"], size, seed={"train": 0, "val": 1, "test": 2}
-                                                    .get(split, 3), progress=progress)
+            imgs, labels = synthetic.make_synthetic(scan.key["n"], size, seed=synthetic.split_seed(split),
+                                                    progress=progress)
             return imgs.numpy(), labels.numpy(), {}
 
-        images, labels, _ = _cached(cache_dir, full_key, build_synthetic)
-        keep = _keep(labels, cfg.limit, seed)
-        return ImageDataset("synthetic", split, torch.from_numpy(labels[keep]), list(synthetic.CLASSES), size,
-                            images=torch.from_numpy(images[keep]), **meta_kw)
+        images, _, _ = _cached(cache_dir, scan.key, build_synthetic)
+        return ImageDataset("synthetic", split, torch.from_numpy(scan.labels), list(synthetic.CLASSES), size,
+                            images=torch.from_numpy(images[scan.keep]), **meta_kw)
 
     if scan.kind == "cifar":
         return ImageDataset(scan.name, split, torch.from_numpy(scan.labels), scan.classes, size,

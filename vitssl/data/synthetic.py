@@ -88,6 +88,11 @@ def _draw_labels(n: int, g: torch.Generator) -> torch.Tensor:
     return labels[torch.randperm(n, generator=g)]
 
 
+def split_seed(split: str) -> int:
+    """Each split is drawn from its own seed, so train and test never share an image."""
+    return {"train": 0, "val": 1, "test": 2}.get(split, 3)
+
+
 def labels_for(n: int, seed: int = 0) -> torch.Tensor:
     """The labels `make_synthetic(n, seed=seed)` gives, without drawing an image."""
     return _draw_labels(n, torch.Generator().manual_seed(seed))
