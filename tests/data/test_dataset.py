@@ -42,7 +42,7 @@ def test_synthetic_is_deterministic_and_labelled():
 
 def test_synthetic_memory_does_not_grow_with_image_size(monkeypatch):
     """Large images are drawn a few at a time (sit_224 on synthetic images was once killed for memory on
-    a 24 GiB machine); each image evaluates only its own class's shape, which gives what evaluating
+    a 24 GiB machine); each image evaluates only its own class's pattern, which gives what evaluating
     all ten and picking one gave."""
     from vitssl.data import synthetic
 
@@ -51,13 +51,14 @@ def test_synthetic_memory_does_not_grow_with_image_size(monkeypatch):
     images, labels = synthetic.make_synthetic(40, 256)
     assert images.shape == (40, 3, 256, 256) and sum(chunks) == 40
     assert max(chunks) * 512 ** 2 <= synthetic.CHUNK_PIXELS and len(chunks) > 1
-    x, y = torch.rand(2, 20, 16, 16) * 3 - 1.5
-    label, freq = torch.arange(20) % 10, torch.rand(20) * 3 + 2
-    fg, second = synthetic._shape_masks(x, y, label, freq)
-    every = torch.stack([inside(x, y) for inside in synthetic.SHAPES], 1)  # (n, 10, S, S): all shapes for all
-    assert torch.equal(fg, every[torch.arange(20), label])
-    stripes = (label == 6)[:, None, None] & (torch.sin(freq[:, None, None] * torch.pi * x) > 0)
-    assert torch.equal(second[label == 6], stripes[label == 6]) and not second[label < 6].any()
+    coords = torch.linspace(-1, 1, 24)
+    grid = torch.meshgrid(coords, coords, indexing="xy")
+    label = torch.arange(20) % 10
+    mine = synthetic._pattern_masks(label, grid, torch.Generator().manual_seed(5))
+    every = torch.stack([synthetic._pattern_masks(torch.full((20,), c), grid, torch.Generator().manual_seed(5))
+                         for c in range(10)], 1)  # (n, 10, S, S): every pattern for every image, same draws
+    assert torch.equal(mine, every[torch.arange(20), label])
+    assert len({every[0, c].numpy().tobytes() for c in range(10)}) == 10  # ten different patterns
 
 
 def test_image_folder_decoded_once(cifar_small, monkeypatch):

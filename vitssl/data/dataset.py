@@ -214,7 +214,7 @@ def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> 
         split_seed = synthetic.split_seed(split)
         labels = synthetic.labels_for(n, split_seed).numpy()
         keep = _keep(labels, cfg.limit, seed)
-        ckey = dict(v=CACHE_VERSION, name="synthetic", render=2, split=split, size=size, n=n)  # 2: chunks by pixels
+        ckey = dict(v=CACHE_VERSION, name="synthetic", render=3, split=split, size=size, n=n)  # 3: textures
         return SplitScan("synthetic", split, labels[keep], list(synthetic.CLASSES),
                          f"built-in synthetic images, split seed {split_seed}", kind="synthetic", key=ckey,
                          keep=keep, identity=_identity(dict(ckey, size=None, keep=keep.tolist())))

@@ -1,8 +1,13 @@
 """A built-in labelled image dataset drawn procedurally, so the quick start needs no download.
 
-Ten classes of shapes and textures, each with a random colour, size, position and rotation on a
-random background (two-colour gradient plus noise). Deterministic by seed; rendered at twice the
-size and averaged down, so edges are anti-aliased.
+Ten classes of two-tone textures that fill the image (stripes, checkers, rings, waves...), each with
+its own frequency, phase, centre and a small tilt. The two tones are nearly neutral greys of random
+brightness: what tells an image apart from another is its structure, not its colour. (Shapes in
+random colours on random backgrounds, the first version, taught SiT nothing in the main job's 124
+steps: two views of an image share their colours, so colour was the easiest way to tell images
+apart.) Every class looks the same after a horizontal flip, so flipping, an augmentation every method
+uses, never turns one class into another. Deterministic by seed; rendered at twice the size and
+averaged down, so edges are anti-aliased.
 """
 
 from __future__ import annotations
@@ -13,68 +18,55 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-CLASSES = ["disk", "square", "triangle", "ring", "cross", "ellipse", "stripes", "checker", "dots", "crescent"]
+CLASSES = ["h-stripes", "v-stripes", "checker", "grid", "dots", "rings", "sectors", "waves", "chevrons",
+           "diagonal-checker"]
 
-
-SHAPES = [  # class -> inside(x, y) for local coordinates, in the order of CLASSES
-    lambda x, y: x * x + y * y <= 1.0,  # disk
-    lambda x, y: torch.maximum(x.abs(), y.abs()) <= 0.8,  # square
-    lambda x, y: (y >= -0.5) & (math.sqrt(3) * x + y <= 1.0) & (-math.sqrt(3) * x + y <= 1.0),  # triangle
-    lambda x, y: ((x * x + y * y) <= 1.0) & ((x * x + y * y) >= 0.55 ** 2),  # ring
-    lambda x, y: ((x.abs() <= 0.3) & (y.abs() <= 1.0)) | ((y.abs() <= 0.3) & (x.abs() <= 1.0)),  # cross
-    lambda x, y: x * x + y * y / 0.16 <= 1.0,  # ellipse
-    lambda x, y: x * x + y * y <= 1.0,  # stripes (texture inside a disk)
-    lambda x, y: torch.maximum(x.abs(), y.abs()) <= 0.9,  # checker (texture inside a square)
-    lambda x, y: ((x - 0.5) ** 2 + y * y <= 0.16) | ((x + 0.5) ** 2 + y * y <= 0.16),  # dots
-    lambda x, y: (x * x + y * y <= 1.0) & ((x - 0.45) ** 2 + y * y > 0.8 ** 2),  # crescent
+# class -> second-tone mask from (u, v) tilted coordinates, (r, a) polar ones about a random centre,
+# k the angular frequency and p, q two phases; every argument (n, S, S) or (n, 1, 1)
+PATTERNS = [
+    lambda u, v, r, a, k, p, q: torch.sin(k * v + p) > 0,  # h-stripes
+    lambda u, v, r, a, k, p, q: torch.sin(k * u + p) > 0,  # v-stripes
+    lambda u, v, r, a, k, p, q: torch.sin(k * u + p) * torch.sin(k * v + q) > 0,  # checker
+    lambda u, v, r, a, k, p, q: (torch.sin(k * u + p).abs() < 0.35) | (torch.sin(k * v + q).abs() < 0.35),  # grid
+    lambda u, v, r, a, k, p, q: torch.sin(k * u + p) + torch.sin(k * v + q) > 1.2,  # dots
+    lambda u, v, r, a, k, p, q: torch.sin(1.5 * k * r + p) > 0,  # rings
+    lambda u, v, r, a, k, p, q: torch.sin(4 * a + p) > 0,  # sectors (eight)
+    lambda u, v, r, a, k, p, q: torch.sin(k * v + 0.8 * torch.sin(k * u + q) + p) > 0,  # waves
+    lambda u, v, r, a, k, p, q: torch.sin(k * (u.abs() + v) + p) > 0,  # chevrons
+    lambda u, v, r, a, k, p, q: torch.sin(k * (u + v) + p) * torch.sin(k * (u - v) + q) > 0,  # diagonal-checker
 ]
-PATTERNS = {  # class -> second-colour texture(x, y, k), k the per-image frequency (n, 1, 1)
-    CLASSES.index("stripes"): lambda x, y, k: torch.sin(k * math.pi * x) > 0,
-    CLASSES.index("checker"): lambda x, y, k: (torch.sin(k * math.pi * x) * torch.sin(k * math.pi * y)) > 0,
-}
 
 
-def _shape_masks(x: torch.Tensor, y: torch.Tensor, label: torch.Tensor, freq: torch.Tensor) -> tuple:
-    """Foreground coverage and a second-colour pattern for local coords x, y: (n, S, S) each. Each
-    image evaluates its own class's shape only."""
-    fg = torch.zeros(x.shape, dtype=torch.bool)
-    second = torch.zeros(x.shape, dtype=torch.bool)
-    for c, inside in enumerate(SHAPES):
-        idx = (label == c).nonzero()[:, 0]
+def _pattern_masks(labels: torch.Tensor, grid: tuple, g: torch.Generator) -> torch.Tensor:
+    """(n, S, S) bool second-tone mask; each image evaluates its own class's pattern only."""
+    n = labels.shape[0]
+    gx, gy = grid[0][None], grid[1][None]  # (1, S, S) pixel centres in [-1, 1]
+    col = lambda t: t[:, None, None]  # noqa: E731  (n,) -> (n, 1, 1)
+    k = col((2.0 + 2.5 * torch.rand(n, generator=g)) * math.pi)  # 1 to 2.25 periods across the image
+    p, q = (col(torch.rand(n, generator=g) * 2 * math.pi) for _ in range(2))
+    cx, cy = (col((torch.rand(n, generator=g) * 2 - 1) * 0.6) for _ in range(2))
+    tilt = col((torch.rand(n, generator=g) - 0.5) * math.radians(16))
+    u, v = gx * tilt.cos() + gy * tilt.sin(), -gx * tilt.sin() + gy * tilt.cos()
+    r, a = ((gx - cx) ** 2 + (gy - cy) ** 2).sqrt(), torch.atan2(gy - cy, gx - cx)
+    mask = torch.zeros(n, *gx.shape[1:], dtype=torch.bool)
+    for c, pattern in enumerate(PATTERNS):
+        idx = (labels == c).nonzero()[:, 0]
         if idx.numel():
-            xc, yc = x[idx], y[idx]
-            fg[idx] = inside(xc, yc)
-            if c in PATTERNS:
-                second[idx] = PATTERNS[c](xc, yc, freq[idx, None, None])
-    return fg, second
-
-
-def _colours(n: int, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, 3, generator=g)
+            pick = lambda t: t[idx] if t.shape[0] == n else t  # noqa: E731
+            mask[idx] = pattern(*(pick(t) for t in (u, v, r, a, k, p, q))).expand(len(idx), -1, -1)
+    return mask
 
 
 def render(labels: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     """Images (n, 3, size, size) uint8 for the given class labels."""
     n, s2 = labels.shape[0], 2 * size
-    coords = (torch.arange(s2, dtype=torch.float32) + 0.5) / s2 * 2 - 1  # pixel centres in [-1, 1]
+    coords = (torch.arange(s2, dtype=torch.float32) + 0.5) / s2 * 2 - 1
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")
-    scale = 0.3 + 0.35 * torch.rand(n, generator=g)
-    cx, cy = [(torch.rand(n, generator=g) * 2 - 1) * (0.95 - scale) for _ in range(2)]
-    theta = torch.rand(n, generator=g) * 2 * math.pi
-    freq = 2.0 + 3.0 * torch.rand(n, generator=g)
-    cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]
-    dx, dy = gx[None] - cx[:, None, None], gy[None] - cy[:, None, None]
-    x = (cos * dx + sin * dy) / scale[:, None, None]
-    y = (-sin * dx + cos * dy) / scale[:, None, None]
-    fg, second = _shape_masks(x, y, labels, freq)
-
-    bg_a, bg_b, c_fg, c_second = (_colours(n, g) for _ in range(4))
-    c_fg = torch.where((c_fg - bg_a).abs().sum(1, keepdim=True) < 0.6, 1.0 - c_fg, c_fg)  # keep the shape visible
-    direction = torch.rand(n, generator=g) * 2 * math.pi
-    ramp = ((gx[None] * direction.cos()[:, None, None] + gy[None] * direction.sin()[:, None, None]) + 1.5) / 3.0
-    background = bg_a[:, :, None, None] + (bg_b - bg_a)[:, :, None, None] * ramp[:, None]  # (n, 3, S, S)
-    colour = torch.where(second[:, None], c_second[:, :, None, None], c_fg[:, :, None, None])
-    img = torch.where(fg[:, None], colour, background)
+    second = _pattern_masks(labels, (gx, gy), g)
+    tint = 0.85 + 0.15 * torch.rand(n, 3, generator=g)  # nearly neutral
+    dark = (0.1 + 0.3 * torch.rand(n, 1, generator=g)) * tint
+    light = (0.6 + 0.3 * torch.rand(n, 1, generator=g)) * tint
+    img = torch.where(second[:, None], light[:, :, None, None], dark[:, :, None, None])  # (n, 3, 2S, 2S)
     img = img + 0.04 * torch.randn(img.shape, generator=g)
     img = F.avg_pool2d(img, 2)  # anti-alias
     return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
