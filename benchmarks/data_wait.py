@@ -26,7 +26,7 @@ from vitssl.data.dataset import load_dataset  # noqa: E402
 from vitssl.data.loader import BatchLoader  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.training.optim import build_optimizer  # noqa: E402
+from vitssl.engine.optim import build_optimizer  # noqa: E402
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.training.optim import build_optimizer, clip_gradients  # noqa: E402
+from vitssl.engine.optim import build_optimizer, clip_gradients  # noqa: E402
 
 
 def timed(step, batches, steps: int, warmup: int, sync) -> float:

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, tiny_overrides
 from vitssl.distributed import SyncBatchNorm1d, resolve_device
 from vitssl.errors import ConfigError
 from vitssl.methods.sit.method import info_nce
-from vitssl.training import checkpoint as ckpt
+from vitssl.engine import checkpoint as ckpt
 
 
 def test_resolve_device(monkeypatch):

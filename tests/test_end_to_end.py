@@ -36,7 +36,7 @@ def test_randsac_on_cifar_subset_loss_falls_and_encoder_gives_features(cifar_roo
     import torch
 
     from vitssl.models.vit import encoder_from_config
-    from vitssl.training.checkpoint import load as load_checkpoint
+    from vitssl.engine.checkpoint import load as load_checkpoint
 
     cfg = load_config(config, TINY_MODEL + [
         f"data.root={cifar_root}", "data.limit=640", "data.num_workers=2", "train.batch_size=32",

@@ -98,7 +98,7 @@ def test_layer_sweep_probes_every_block_and_chooses_on_held_out_data(run, tmp_pa
 
 
 def test_features_are_cached_and_reused(run, tmp_path, monkeypatch):
-    from vitssl.evaluation import features
+    from vitssl.engine import features
 
     cfg = eval_config(str(run), FAST + [f"output_dir={tmp_path}"])
     first = evaluate("knn", cfg, progress=False)

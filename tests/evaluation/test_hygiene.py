@@ -13,7 +13,7 @@ from vitssl.cli.main import main
 from vitssl.config import load_config
 from vitssl.data import dataset as dataset_mod
 from vitssl.errors import ConfigError, DataError
-from vitssl.evaluation import features
+from vitssl.engine import features
 from vitssl.evaluation.run import eval_config, evaluate
 from vitssl.training.trainer import pretrain
 

@@ -14,8 +14,8 @@ from tests.conftest import tiny_overrides
 from vitssl.cli.main import main
 from vitssl.config import load_config
 from vitssl.errors import CheckpointError, ConfigError, VitsslError
-from vitssl.training import checkpoint as ckpt
-LOCK = ".lock"  # the run-folder lock file (vitssl.training.runlock.LOCK)
+from vitssl.engine import checkpoint as ckpt
+LOCK = ".lock"  # the run-folder lock file (vitssl.engine.runlock.LOCK)
 from vitssl.training.trainer import Trainer, pretrain
 
 

@@ -13,7 +13,7 @@ from tests.conftest import ROOT, tiny_overrides
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
 from vitssl.hostmem import keep_freed_memory
-from vitssl.training import checkpoint as ckpt
+from vitssl.engine import checkpoint as ckpt
 from vitssl.training.trainer import Trainer, pretrain
 
 

@@ -17,7 +17,7 @@ import torch
 
 from vitssl.errors import CheckpointError, first_line
 from vitssl.models.vit import VisionTransformer
-from vitssl.training import checkpoint as ckpt
+from vitssl.engine import checkpoint as ckpt
 
 TIMM_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}  # timm's presets: width -> heads
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vitssl.errors import CheckpointError
 from vitssl.evaluation.encoders import load_encoder
-from vitssl.training.checkpoint import write_failure
+from vitssl.engine.checkpoint import write_failure
 
 
 def export_encoder(source: str, out: str | os.PathLike) -> tuple[Path, Path]:

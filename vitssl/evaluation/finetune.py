@@ -20,11 +20,11 @@ from vitssl.data.loader import BatchLoader
 from vitssl.data.mix import mix_batch
 from vitssl.data.randaugment import rand_augment
 from vitssl.errors import ConfigError
-from vitssl.evaluation.features import batches
-from vitssl.evaluation.knn import accuracy
+from vitssl.engine.features import batches
+from vitssl.engine.knn import accuracy
 from vitssl.models.vit import VisionTransformer
-from vitssl.training.optim import fused_ok
-from vitssl.training.schedules import warmup_cosine
+from vitssl.engine.optim import fused_ok
+from vitssl.engine.schedules import warmup_cosine
 
 
 def layer_decay_groups(model: VisionTransformer, weight_decay: float, layer_decay: float) -> list[dict]:
@@ -141,7 +141,7 @@ def run_finetune(ev) -> dict:
             log.flush()
     bar.close()
     log.close()
-    from vitssl.training.checkpoint import save_atomic
+    from vitssl.engine.checkpoint import save_atomic
 
     save_atomic({"model": model.state_dict(), "arch": dict(model.arch), "classes": ev.train.classes},
                 ev.out / "finetuned.pt")

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from vitssl.errors import ConfigError
-from vitssl.training.plots import read_metrics
+from vitssl.engine.plots import read_metrics
 
 
 def collect(run: Path) -> dict | None:
@@ -117,7 +117,7 @@ def attention_picture(run: Path, out: Path, n_images: int = 6) -> bool:
     from vitssl.data.loader import single_batch
     from vitssl.errors import DataError
     from vitssl.evaluation.encoders import load_encoder
-    from vitssl.training.images import colormap, save_grid
+    from vitssl.engine.pictures import colormap, save_grid
 
     if not (run / "checkpoints" / "last.pt").is_file():
         return False

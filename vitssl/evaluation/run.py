@@ -20,10 +20,10 @@ from vitssl.distributed import resolve_device
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation import encoders
 from vitssl.evaluation.config import EvalConfig
-from vitssl.evaluation.features import cached_extract, default_pool
-from vitssl.evaluation.knn import accuracy, knn_predict
+from vitssl.engine.features import cached_extract, default_pool
+from vitssl.engine.knn import accuracy, knn_predict
 from vitssl.evaluation.finetune import run_finetune
-from vitssl.evaluation.linear import train_probes
+from vitssl.engine.linear import train_probes
 from vitssl.hostmem import keep_freed_memory
 
 

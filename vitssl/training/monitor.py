@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from vitssl.data.augment import Augment
 from vitssl.data.dataset import ImageDataset, balanced_subset, load_dataset
 from vitssl.errors import DataError
-from vitssl.evaluation.features import default_pool, extract
-from vitssl.evaluation.knn import accuracy, knn_predict
-from vitssl.evaluation.linear import train_probes
+from vitssl.engine.features import default_pool, extract
+from vitssl.engine.knn import accuracy, knn_predict
+from vitssl.engine.linear import train_probes
 
 
 def collapse_signals(feats: torch.Tensor) -> dict[str, float]:

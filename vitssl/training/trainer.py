@@ -31,14 +31,14 @@ from vitssl.errors import CheckpointError, ConfigError, VitsslError, first_line
 from vitssl.hostmem import keep_freed_memory
 from vitssl.methods import registry
 from vitssl.models.vit import encoder_from_config
-from vitssl.training import checkpoint as ckpt
-from vitssl.training import runlock
-from vitssl.training.images import save_grid
-from vitssl.training.logger import RunLogger
+from vitssl.engine import checkpoint as ckpt
+from vitssl.engine import runlock
+from vitssl.engine.pictures import save_grid
+from vitssl.engine.logger import RunLogger
 from vitssl.training.monitor import KNNMonitor
-from vitssl.training.optim import build_optimizer, clip_gradients, set_hyperparams
-from vitssl.training.plots import plot_metrics
-from vitssl.training.schedules import cosine, warmup_cosine
+from vitssl.engine.optim import build_optimizer, clip_gradients, set_hyperparams
+from vitssl.engine.plots import plot_metrics
+from vitssl.engine.schedules import cosine, warmup_cosine
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -20,7 +20,7 @@ from vitssl.methods.randsac.serialise import Serial, serialise
 from vitssl.models.attention import flex_attention, flex_available
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.vit import VisionTransformer
-from vitssl.training.images import colormap
+from vitssl.engine.pictures import colormap
 
 class RandSAC(Method):
     def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):

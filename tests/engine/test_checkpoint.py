@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vitssl.errors import CheckpointError
-from vitssl.training import checkpoint as ckpt
+from vitssl.engine import checkpoint as ckpt
 
 
 class Evil:

@@ -7,8 +7,8 @@ import pytest
 
 from vitssl.config import load_config
 from vitssl.models import VisionTransformer
-from vitssl.training.optim import build_optimizer, clip_gradients, param_groups, set_hyperparams
-from vitssl.training.schedules import cosine, warmup_cosine
+from vitssl.engine.optim import build_optimizer, clip_gradients, param_groups, set_hyperparams
+from vitssl.engine.schedules import cosine, warmup_cosine
 
 
 def test_warmup_then_cosine():

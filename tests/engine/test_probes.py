@@ -1,7 +1,7 @@
 import torch
 
-from vitssl.evaluation.knn import accuracy, knn_predict
-from vitssl.evaluation.linear import train_probes
+from vitssl.engine.knn import accuracy, knn_predict
+from vitssl.engine.linear import train_probes
 
 
 def clusters(n_per_class=60, classes=5, dim=16, spread=0.3, seed=0):
