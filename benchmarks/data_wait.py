@@ -45,7 +45,7 @@ def main() -> None:
     loader = BatchLoader(ds, batch_size=a.batch, device=dev, num_workers=cfg.data.num_workers)
     torch.manual_seed(0)
     method = registry.get(cfg.method.name).build(cfg).to(dev).train()
-    opt = build_optimizer(method, cfg.optim, dev)
+    opt = build_optimizer(method, cfg.optim, dev, exempt=method.no_weight_decay())
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     fixed = next(iter(loader))[0]
 

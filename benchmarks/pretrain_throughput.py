@@ -117,7 +117,7 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
         method = Supervised(encoder_from_config(cfg.model, cfg.data.image_size)).to(dev).train()
     else:
         method = registry.get(method_name).build(cfg).to(dev).train()
-    opt = build_optimizer(method, cfg.optim, dev)
+    opt = build_optimizer(method, cfg.optim, dev, exempt=method.no_weight_decay())
     size = cfg.data.resolved_store_size if method_name != "supervised" else cfg.data.image_size
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=dev)
     step = step_fn(method, opt, images, precision, cfg.optim.clip_grad, cfg.optim.clip_mode)

@@ -82,7 +82,7 @@ def run_row(a, kind: str, tmp: Path) -> dict:
         with research_code_model():
             return {"sec": timed(lambda b, i: reference_step(method, opt, b, cfg.optim.clip_grad, i, total),
                                  reference_batches(), a.steps, a.warmup, sync)}
-    opt = build_optimizer(method, cfg.optim, dev)
+    opt = build_optimizer(method, cfg.optim, dev, exempt=method.no_weight_decay())
 
     def our_update(loss, i):
         loss.backward()

@@ -41,7 +41,7 @@ def measure(method_name: str, dev: torch.device, repeat: int, batch: int, image_
     keep_freed_memory(dev)  # as the trainer does on CPU
     torch.manual_seed(0)
     method = registry.get(method_name).build(cfg).to(dev).train()
-    opt = build_optimizer(method, cfg.optim, dev)
+    opt = build_optimizer(method, cfg.optim, dev, exempt=method.no_weight_decay())
     size = cfg.data.resolved_store_size
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None

@@ -12,9 +12,9 @@ import torch.multiprocessing as mp
 
 from tests.conftest import ROOT, tiny_overrides
 from vitssl.distributed import SyncBatchNorm1d, resolve_device
+from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import ConfigError
 from vitssl.methods.sit.method import info_nce
-from vitssl.engine import checkpoint as ckpt
 
 
 def test_resolve_device(monkeypatch):

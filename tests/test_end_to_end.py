@@ -8,7 +8,6 @@ from tests.conftest import TINY_MODEL
 from vitssl.config import load_config
 from vitssl.training.trainer import pretrain
 
-
 EXTRA = {"sit": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],
          "gmml": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],
          "mae": ["method.decoder_dim=64", "method.decoder_depth=2", "method.decoder_heads=2"]}
@@ -35,8 +34,8 @@ def test_pretrain_on_cifar_subset_loss_falls(cifar_root, tmp_path, method):
 def test_randsac_on_cifar_subset_loss_falls_and_encoder_gives_features(cifar_root, tmp_path, config):
     import torch
 
-    from vitssl.models.vit import encoder_from_config
     from vitssl.engine.checkpoint import load as load_checkpoint
+    from vitssl.models.vit import encoder_from_config
 
     cfg = load_config(config, TINY_MODEL + [
         f"data.root={cifar_root}", "data.limit=640", "data.num_workers=2", "train.batch_size=32",

@@ -25,7 +25,8 @@ def fingerprint(steps: int) -> dict:
     for name in registry.names():
         with tempfile.TemporaryDirectory() as tmp:
             cfg = load_config(None, [f"method.name={name}", "data.synthetic_train=64", "data.synthetic_test=16",
-                                     "data.image_size=32", "model.patch_size=8", "model.embed_dim=48", "model.depth=2", "model.num_heads=2", "train.epochs=1",
+                                     "data.image_size=32", "model.patch_size=8", "model.embed_dim=48",
+                                     "model.depth=2", "model.num_heads=2", "train.epochs=1",
                                      "train.batch_size=16", f"train.max_steps={steps}", "log.every_steps=1",
                                      "log.knn_every=0", "log.images_every=0", "log.progress=false", "seed=3",
                                      f"output_dir={tmp}/run", f"data.cache_dir={tmp}/cache"])

@@ -133,3 +133,13 @@ def test_saved_config_is_plain_yaml(tmp_path):
     save_config(cfg, tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert data["method"]["name"] == "sit" and data["augment"]["crop_scale"] == [0.2, 1.0]
+
+
+def test_switching_method_on_the_command_line_starts_from_its_defaults(capsys):
+    """`vitssl pretrain method.name=mae` on the default (SiT) config: SiT's keys are not MAE's."""
+    cfg = load_config("quickstart", ["method.name=mae", "method.mask_ratio=0.6"])
+    assert cfg.method.name == "mae" and cfg.method.mask_ratio == 0.6
+    assert "method.name=mae replaces the config's method section (method sit: alpha" in capsys.readouterr().err
+    assert load_config("quickstart", ["method.name=sit"]).method.alpha == 5.0  # same method: the file's keys stay
+    with pytest.raises(ConfigError, match="method.name' must be one of"):
+        load_config("quickstart", ["method.name=maе"])  # a look-alike letter

@@ -3,8 +3,8 @@ import pickle
 import pytest
 import torch
 
-from vitssl.errors import CheckpointError
 from vitssl.engine import checkpoint as ckpt
+from vitssl.errors import CheckpointError
 
 
 class Evil:

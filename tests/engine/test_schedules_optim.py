@@ -1,14 +1,13 @@
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 
-import pytest
-
 from vitssl.config import load_config
-from vitssl.models import VisionTransformer
 from vitssl.engine.optim import build_optimizer, clip_gradients, param_groups, set_hyperparams
 from vitssl.engine.schedules import cosine, warmup_cosine
+from vitssl.models import VisionTransformer
 
 
 def test_warmup_then_cosine():
@@ -26,16 +25,17 @@ def _names(m, group):
 
 def test_weight_decay_follows_the_official_rule_unless_names_are_exempted():
     """Official SiT: every parameter of more than one dimension that is not a bias decays (pos_embed and
-    cls_token too); `optim.no_decay` exempts named ones (the MAE recipe does for its tokens)."""
+    cls_token too); full names a task declares (`exempt`) and `optim.no_decay`'s last name parts do not."""
     m = VisionTransformer(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2)
     decay, no_decay = param_groups(m)
     assert {"pos_embed", "cls_token"} <= _names(m, decay)
     assert {n for n, p in m.named_parameters() if p.ndim <= 1} == _names(m, no_decay)
     assert load_config(None, []).optim.no_decay == []  # SiT's default: the official rule
-    exempt = load_config(None, ["method.name=mae"]).optim.no_decay
-    decay, no_decay = param_groups(m, exempt)
+    decay, no_decay = param_groups(m, exempt=m.no_weight_decay())
     assert {"pos_embed", "cls_token", "norm.weight", "blocks.0.attn.qkv.bias"} <= _names(m, no_decay)
     assert all(names.endswith("weight") for names in _names(m, decay))
+    decay, no_decay = param_groups(m, ["pos_embed"])  # optim.no_decay: a name's last part
+    assert "pos_embed" in _names(m, no_decay) and "cls_token" in _names(m, decay)
     opt = torch.optim.AdamW([decay, no_decay])
     set_hyperparams(opt, 0.1, 0.05)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
@@ -44,7 +44,7 @@ def test_weight_decay_follows_the_official_rule_unless_names_are_exempted():
 
 def test_fused_adamw_matches_the_per_parameter_loop():
     """The optimiser runs PyTorch's fused AdamW on CPU too; it must follow the plain per-tensor update."""
-    cfg = SimpleNamespace(base_lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05)
+    cfg = SimpleNamespace(base_lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05, no_decay=[])
     torch.manual_seed(0)
     fast = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
     plain = VisionTransformer(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)

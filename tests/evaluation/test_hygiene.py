@@ -12,8 +12,8 @@ from tests.conftest import TINY_MODEL, tiny_overrides
 from vitssl.cli.main import main
 from vitssl.config import load_config
 from vitssl.data import dataset as dataset_mod
-from vitssl.errors import ConfigError, DataError
 from vitssl.engine import features
+from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation.run import eval_config, evaluate
 from vitssl.training.trainer import pretrain
 
@@ -86,8 +86,8 @@ def test_feature_cache_tells_seeded_subsets_and_same_named_folders_apart(tmp_pat
     n = len(calls)
     run(f"data.root={b}", "seed=0", f"output_dir={tmp_path / 'ob'}")
     assert len(calls) == n + 2  # a folder of the same name elsewhere: its own features
-    from vitssl.data.dataset import scan_dataset
     from vitssl.config.sections import DataConfig
+    from vitssl.data.dataset import scan_dataset
 
     s0 = scan_dataset(DataConfig(root=str(a), limit=8), "train", seed=0)
     s1 = scan_dataset(DataConfig(root=str(a), limit=8), "train", seed=1)

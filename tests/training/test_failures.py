@@ -13,10 +13,11 @@ from PIL import Image
 from tests.conftest import tiny_overrides
 from vitssl.cli.main import main
 from vitssl.config import load_config
-from vitssl.errors import CheckpointError, ConfigError, VitsslError
 from vitssl.engine import checkpoint as ckpt
-LOCK = ".lock"  # the run-folder lock file (vitssl.engine.runlock.LOCK)
+from vitssl.errors import CheckpointError, ConfigError, VitsslError
 from vitssl.training.trainer import Trainer, pretrain
+
+LOCK = ".lock"  # the run-folder lock file (vitssl.engine.runlock.LOCK)
 
 
 def one_line(err: str) -> bool:

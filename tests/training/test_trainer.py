@@ -11,9 +11,9 @@ import yaml
 
 from tests.conftest import ROOT, tiny_overrides
 from vitssl.config import load_config
+from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import VitsslError
 from vitssl.hostmem import keep_freed_memory
-from vitssl.engine import checkpoint as ckpt
 from vitssl.training.trainer import Trainer, pretrain
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from vitssl.config.registry import section as method_section
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.config.sections import Config
 from vitssl.errors import ConfigError, first_line
@@ -18,10 +20,6 @@ from vitssl.errors import ConfigError, first_line
 DEFAULT_METHOD = "sit"
 
 
-def _method_spec(name: Any):
-    from vitssl.methods import registry  # late: methods import the config sections
-
-    return registry.get(name)
 
 
 def build_config(data: dict | None) -> Config:
@@ -33,9 +31,9 @@ def build_config(data: dict | None) -> Config:
     if not isinstance(method, dict):
         raise ConfigError(f"config key 'method' must be a mapping with a 'name', got {method!r}")
     method = dict(method)
-    spec = _method_spec(method.get("name", DEFAULT_METHOD))
+    spec = method_section(method.get("name", DEFAULT_METHOD))
     method["name"] = spec.name
-    cfg = from_dict(Config, merge(spec.defaults, data))
+    cfg = from_dict(Config, merge(spec.recipe, data))
     cfg.method = from_dict(spec.config_cls, method, "method")
     check = getattr(cfg.method, "check_with", None)
     if check is not None:
@@ -58,7 +56,7 @@ def _schema_type(data: dict, parts: list[str]) -> Any:
     """The declared type at a dotted path, or None where the schema has no such key."""
     if parts[0] == "method":
         try:
-            cls = _method_spec((data.get("method") or {}).get("name", DEFAULT_METHOD)).config_cls
+            cls = method_section((data.get("method") or {}).get("name", DEFAULT_METHOD)).config_cls
         except ConfigError:
             return None
         parts = parts[1:]
@@ -85,9 +83,25 @@ def _parse_value(raw: str, tp: Any) -> Any:
         return raw
 
 
+def _switch_method(data: dict, overrides: list[str]) -> dict:
+    """`method.name=OTHER` on the command line starts OTHER from its own defaults: the config file's
+    keys of its method section belong to the file's method and are dropped, with a note."""
+    names = [item.partition("=")[2].strip() for item in overrides if item.partition("=")[0].strip() == "method.name"]
+    section = data.get("method")
+    if not names or not isinstance(section, dict):
+        return data
+    old = section.get("name", DEFAULT_METHOD)
+    dropped = sorted(k for k in section if k != "name")
+    if names[-1] != old and dropped:
+        print(f"note: method.name={names[-1]} replaces the config's method section (method {old}: "
+              f"{', '.join(dropped)} not used)", file=sys.stderr)
+        data = {**data, "method": {}}
+    return data
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Set each `a.b.c=value` in a copy of `data`."""
-    data = copy.deepcopy(data)
+    data = copy.deepcopy(_switch_method(data, overrides))
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()

@@ -19,12 +19,7 @@ from tqdm import tqdm
 from vitssl.data.dataset import ImageDataset, default_cache_dir
 from vitssl.models.vit import VisionTransformer
 
-POOLS = ("cls", "avg", "cls+avg")
-CLS_METHODS = ("sit", "gmml")  # methods that train their CLS token; the others are read by mean pooling
-
-
-def default_pool(method: str) -> str:
-    return "cls" if method in CLS_METHODS else "avg"
+POOLS = ("cls", "avg", "cls+avg")  # how tokens become one feature vector; a method declares cls or avg
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""AdamW with no weight decay on biases and other one-dimensional parameters (and any named in
-`optim.no_decay`), and gradient clipping per parameter tensor or by one global norm."""
+"""AdamW with no weight decay on biases and other one-dimensional parameters (and any the task
+declares or `optim.no_decay` names), and gradient clipping per parameter tensor or by one global norm."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import torch
 import torch.nn as nn
 
 
-def param_groups(model: nn.Module, no_decay_names: Iterable[str] = ()) -> list[dict]:
+def param_groups(model: nn.Module, no_decay_names: Iterable[str] = (), exempt: Iterable[str] = ()) -> list[dict]:
     """The official SiT / DINO rule: every parameter of more than one dimension that is not a bias
-    decays; `no_decay_names` (last name parts, e.g. 'pos_embed') are exempted as well."""
-    exempt = set(no_decay_names)
+    decays; `exempt` (full names: what the task declares, e.g. a method's `no_weight_decay()`) and
+    `no_decay_names` (last name parts, e.g. 'pos_embed': the `optim.no_decay` option) do not."""
+    last_parts, full = set(no_decay_names), set(exempt)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith(".bias") or name.split(".")[-1] in exempt:
+        if p.ndim <= 1 or name.endswith(".bias") or name in full or name.split(".")[-1] in last_parts:
             no_decay.append(p)
         else:
             decay.append(p)
@@ -29,9 +30,9 @@ def fused_ok(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
-def build_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg, device: torch.device, exempt: Iterable[str] = ()) -> torch.optim.AdamW:
     """`cfg` is an OptimConfig; lr and weight decay are set every step by the trainer."""
-    groups = param_groups(model, getattr(cfg, "no_decay", ()))
+    groups = param_groups(model, cfg.no_decay, exempt)
     return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              weight_decay=cfg.weight_decay, fused=fused_ok(device))
 

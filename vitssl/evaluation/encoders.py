@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import CheckpointError, first_line
 from vitssl.models.vit import VisionTransformer
-from vitssl.engine import checkpoint as ckpt
 
 TIMM_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16}  # timm's presets: width -> heads
 

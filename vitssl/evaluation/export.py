@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
+from vitssl.engine.checkpoint import write_failure
 from vitssl.errors import CheckpointError
 from vitssl.evaluation.encoders import load_encoder
-from vitssl.engine.checkpoint import write_failure
 
 
 def export_encoder(source: str, out: str | os.PathLike) -> tuple[Path, Path]:

@@ -19,12 +19,12 @@ from vitssl.data.augment import crop_params, resized_crop
 from vitssl.data.loader import BatchLoader
 from vitssl.data.mix import mix_batch
 from vitssl.data.randaugment import rand_augment
-from vitssl.errors import ConfigError
 from vitssl.engine.features import batches
 from vitssl.engine.knn import accuracy
-from vitssl.models.vit import VisionTransformer
 from vitssl.engine.optim import fused_ok
 from vitssl.engine.schedules import warmup_cosine
+from vitssl.errors import ConfigError
+from vitssl.models.vit import VisionTransformer
 
 
 def layer_decay_groups(model: VisionTransformer, weight_decay: float, layer_decay: float) -> list[dict]:

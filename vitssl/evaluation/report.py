@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from vitssl.errors import ConfigError
 from vitssl.engine.plots import read_metrics
+from vitssl.errors import ConfigError
 
 
 def collect(run: Path) -> dict | None:
@@ -115,9 +115,9 @@ def attention_picture(run: Path, out: Path, n_images: int = 6) -> bool:
     from vitssl.data.augment import Augment
     from vitssl.data.dataset import load_dataset
     from vitssl.data.loader import single_batch
+    from vitssl.engine.pictures import colormap, save_grid
     from vitssl.errors import DataError
     from vitssl.evaluation.encoders import load_encoder
-    from vitssl.engine.pictures import colormap, save_grid
 
     if not (run / "checkpoints" / "last.pt").is_file():
         return False

@@ -17,15 +17,15 @@ from vitssl.config.schema import from_dict, to_dict
 from vitssl.data.augment import Augment
 from vitssl.data.dataset import ImageDataset, SplitScan, load_dataset, scan_dataset
 from vitssl.distributed import resolve_device
+from vitssl.engine.features import cached_extract
+from vitssl.engine.knn import accuracy, knn_predict
+from vitssl.engine.linear import train_probes
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation import encoders
 from vitssl.evaluation.config import EvalConfig
-from vitssl.engine.features import cached_extract, default_pool
-from vitssl.engine.knn import accuracy, knn_predict
 from vitssl.evaluation.finetune import run_finetune
-from vitssl.engine.linear import train_probes
 from vitssl.hostmem import keep_freed_memory
-
+from vitssl.methods.registry import pool_of
 
 
 def _pretrain_sections(source: str) -> dict:
@@ -128,11 +128,11 @@ class Evaluation:
             return pool, "features.pool"
         if self.cfg.like is not None:
             _, like_info = encoders.load_encoder(self.cfg.like)
-            return default_pool(like_info["method"]), f"the method of {self.cfg.like} ({like_info['method']})"
+            return pool_of(like_info["method"]), f"the method of {self.cfg.like} ({like_info['method']})"
         if self.info["method"] == "random":
             print("note: a random encoder is read with mean pooling (features.pool=auto); to compare it with a "
                   "pre-trained run read the same way, pass --like RUN (or set features.pool)", file=sys.stderr)
-        return default_pool(self.info["method"]), f"the checkpoint's method ({self.info['method']})"
+        return pool_of(self.info["method"]), f"the checkpoint's method ({self.info['method']})"
 
     def features(self, ds: ImageDataset) -> dict[int, torch.Tensor]:
         c = self.cfg

@@ -27,18 +27,18 @@ from vitssl import distributed as dist
 from vitssl.config import Config, config_to_dict, save_config
 from vitssl.data.dataset import ImageDataset, load_dataset
 from vitssl.data.loader import BatchLoader, single_batch
+from vitssl.engine import checkpoint as ckpt
+from vitssl.engine import runlock
+from vitssl.engine.logger import RunLogger
+from vitssl.engine.optim import build_optimizer, clip_gradients, set_hyperparams
+from vitssl.engine.pictures import save_grid
+from vitssl.engine.plots import plot_metrics
+from vitssl.engine.schedules import cosine, warmup_cosine
 from vitssl.errors import CheckpointError, ConfigError, VitsslError, first_line
 from vitssl.hostmem import keep_freed_memory
 from vitssl.methods import registry
 from vitssl.models.vit import encoder_from_config
-from vitssl.engine import checkpoint as ckpt
-from vitssl.engine import runlock
-from vitssl.engine.pictures import save_grid
-from vitssl.engine.logger import RunLogger
 from vitssl.training.monitor import KNNMonitor
-from vitssl.engine.optim import build_optimizer, clip_gradients, set_hyperparams
-from vitssl.engine.plots import plot_metrics
-from vitssl.engine.schedules import cosine, warmup_cosine
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -129,7 +129,7 @@ class Trainer:
         if self.world > 1:
             self.model = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              broadcast_buffers=False)
-        self.optimizer = build_optimizer(self.method, cfg.optim, self.device)
+        self.optimizer = build_optimizer(self.method, cfg.optim, self.device, exempt=self.method.no_weight_decay())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.trainable = [p for p in self.method.parameters() if p.requires_grad]
         self.peak_lr = cfg.optim.base_lr * tc.batch_size / 256
@@ -472,6 +472,8 @@ class Trainer:
             with self._autocast():
                 rows = self.method.pictures(images)
         self.method.train(was_training)
+        if not rows:  # a method may draw nothing
+            return
         name = "final.png" if final else f"epoch_{epoch:04d}.png"
         path = self.out / "images" / name
         save_grid(rows, path)

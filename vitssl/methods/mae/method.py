@@ -11,6 +11,8 @@ import torch.nn as nn
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
+from vitssl.methods.common.recipes import MAE_RECIPE, encoder_no_decay, named_no_decay
+from vitssl.methods.mae.config import MAEConfig
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.pos_embed import sincos_2d
 from vitssl.models.vit import Block, VisionTransformer
@@ -53,10 +55,13 @@ class MAEDecoder(nn.Module):
 
 
 class MAE(Method):
+    name = "mae"
+    summary = "MAE baseline: masked-autoencoder pixel reconstruction"
+    Config = MAEConfig
+    recipe = MAE_RECIPE
+
     def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):
-        super().__init__()
-        self.cfg, self.augment = cfg, augment
-        self.encoder = encoder
+        super().__init__(encoder=encoder, cfg=cfg, augment=augment)
         self.decoder = MAEDecoder(enc_dim=encoder.embed_dim, patch_size=encoder.patch_size, dim=cfg.decoder_dim,
                                   depth=cfg.decoder_depth, num_heads=cfg.decoder_heads, mlp_ratio=cfg.decoder_mlp_ratio)
 
@@ -97,5 +102,6 @@ class MAE(Method):
         return {"image": show(patches), "visible": show(patches * (1 - m)), "reconstructed": show(pred),
                 "pasted": show(patches * (1 - m) + pred * m)}
 
-
-build = MAE.from_config
+    def no_weight_decay(self) -> set[str]:
+        """The MAE recipe: the encoder's position embedding and CLS token, and the decoder's mask token."""
+        return encoder_no_decay(self) | named_no_decay(self, {"mask_token"})

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from vitssl.config.schema import check_decoder, require
+from vitssl.config.schema import require
+from vitssl.methods.common.decoder import check_decoder
 
 
 def divisors(n: int) -> list[int]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import torch
 
 from vitssl.data.augment import Augment
+from vitssl.engine.pictures import colormap
 from vitssl.errors import ConfigError
 from vitssl.methods.base import Method
+from vitssl.methods.common.recipes import MAE_RECIPE, encoder_no_decay, named_no_decay
+from vitssl.methods.randsac.config import RandSACConfig
 from vitssl.methods.randsac.decoder import Decoder
 from vitssl.methods.randsac.masks import MaskBuilder
 from vitssl.methods.randsac.segments import build_segmenter
@@ -20,13 +23,16 @@ from vitssl.methods.randsac.serialise import Serial, serialise
 from vitssl.models.attention import flex_attention, flex_available
 from vitssl.models.patches import gather_tokens, patch_targets, patchify, unpatchify
 from vitssl.models.vit import VisionTransformer
-from vitssl.engine.pictures import colormap
+
 
 class RandSAC(Method):
+    name = "randsac"
+    summary = "RandSAC: autoregressive prediction of randomly ordered, hierarchical segments"
+    Config = RandSACConfig
+    recipe = MAE_RECIPE
+
     def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):
-        super().__init__()
-        self.cfg, self.augment = cfg, augment
-        self.encoder = encoder
+        super().__init__(encoder=encoder, cfg=cfg, augment=augment)
         self.decoder = Decoder(enc_dim=encoder.embed_dim, enc_depth=encoder.depth, patch_size=encoder.patch_size,
                                dim=cfg.decoder_dim, depth=cfg.decoder_depth, num_heads=cfg.decoder_heads,
                                mlp_ratio=cfg.decoder_mlp_ratio, skip=cfg.skip)
@@ -101,5 +107,7 @@ class RandSAC(Method):
         return {"image": show(x.float()), "order": order,
                 "predicted": show(unpatchify(shown, p, grid, x.shape[1]))}
 
-
-build = RandSAC.from_config
+    def no_weight_decay(self) -> set[str]:
+        """The MAE recipe: the encoder's position embedding and CLS token, the decoder's query token and its
+        layer-mixing skip weights."""
+        return encoder_no_decay(self) | named_no_decay(self, {"query_token", "skip_weights"})

@@ -2,6 +2,6 @@
 
 from vitssl.methods.sit.config import GMMLConfig, SiTConfig
 from vitssl.methods.sit.corruption import gmml_corrupt, sample_masks
-from vitssl.methods.sit.method import SiT, build
+from vitssl.methods.sit.method import GMML, SiT
 
-__all__ = ["GMMLConfig", "SiTConfig", "gmml_corrupt", "sample_masks", "SiT", "build"]
+__all__ = ["GMMLConfig", "SiTConfig", "gmml_corrupt", "sample_masks", "SiT", "GMML"]

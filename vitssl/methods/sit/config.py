@@ -27,7 +27,7 @@ def _noise_fill() -> FillConfig:
 
 @dataclass
 class SiTConfig:
-    """Defaults follow the official code (Sara-Ahmed/SiT v3, docs/METHODS.md §1 "Details"); each departure
+    """Defaults follow the official code (Sara-Ahmed/SiT v3, docs/METHODS.md §1); each departure
     someone might want is an option beside it."""
 
     name: Literal["sit"] = "sit"

@@ -8,38 +8,26 @@ clean view. With `contrastive: false` there is no teacher: that is pure GMML.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
-import torch.nn.functional as F
 
-from vitssl import distributed as dist
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
+from vitssl.methods.common.momentum import ema_update, info_nce, teacher_momentum
+from vitssl.methods.sit.config import GMMLConfig, SiTConfig
 from vitssl.methods.sit.corruption import gmml_corrupt
 from vitssl.models.heads import PixelHead, ProjectionHead
 from vitssl.models.vit import DropPath, VisionTransformer
 
 
-def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE of local queries (B, E) against keys gathered from every process (W*B, E); scaled by 2*tau."""
-    q = F.normalize(query.float(), dim=1)
-    k = F.normalize(dist.all_gather_cat(keys.float().contiguous()), dim=1)
-    logits = q @ k.T / temperature  # (B, W*B): the positive of row i is key i of this process
-    target = torch.arange(q.shape[0], device=q.device) + dist.rank() * q.shape[0]
-    return F.cross_entropy(logits, target) * 2 * temperature
-
-
-def teacher_momentum(step: int, total: int, start: float, end: float) -> float:
-    """Cosine from `start` at step 0 to `end` at the last step."""
-    return end - (end - start) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2
-
-
 class SiT(Method):
+    name = "sit"
+    summary = "SiT: GMML reconstruction + momentum contrastive learning"
+    Config = SiTConfig
+    pool = "cls"  # the contrastive loss trains the CLS token
+
     def __init__(self, *, encoder: VisionTransformer, cfg, augment: Augment):
-        super().__init__()
-        self.cfg, self.augment = cfg, augment
-        self.encoder = encoder
+        super().__init__(encoder=encoder, cfg=cfg, augment=augment)
         self.recon_blocks = cfg.block_indices(encoder.depth)
         self.recon_head = PixelHead(dim=encoder.embed_dim, patch_size=encoder.patch_size, depth=cfg.recon_depth)
         self.contrastive = cfg.contrastive
@@ -127,8 +115,7 @@ class SiT(Method):
         if not self.contrastive:
             return {}
         m = teacher_momentum(step, total_steps, self.cfg.momentum, self.cfg.momentum_end)
-        student = list(self.encoder.parameters()) + list(self.proj_head.parameters())
-        torch._foreach_lerp_(self.teacher_parameters(), [p.detach() for p in student], 1.0 - m)
+        ema_update(self.teacher_parameters(), list(self.encoder.parameters()) + list(self.proj_head.parameters()), m)
         self.momentum = m
         return {"momentum": m}
 
@@ -143,4 +130,11 @@ class SiT(Method):
                 "pasted": show(pasted)}
 
 
-build = SiT.from_config
+
+class GMML(SiT):
+    """Pure GMML, SiT's ablation: group-masked reconstruction only, no teacher."""
+
+    name = "gmml"
+    summary = "pure GMML: group-masked reconstruction only"
+    Config = GMMLConfig
+    recipe = {"optim": {"weight_decay_end": 0.4}}  # the GMML repository's recipe

@@ -1,0 +1,29 @@
+"""Momentum (EMA) teachers and InfoNCE with keys from every process: SiT today, MoCo v3 and DINO next."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vitssl import distributed as dist
+from vitssl.engine.schedules import cosine
+
+
+def teacher_momentum(step: int, total: int, start: float, end: float) -> float:
+    """Cosine from `start` at step 0 to `end` at the last step (0.996 -> 1 in SiT and DINO)."""
+    return cosine(step, total, start, end)
+
+
+@torch.no_grad()
+def ema_update(teacher: list[torch.Tensor], student: list[torch.Tensor], momentum: float) -> None:
+    """teacher <- momentum * teacher + (1 - momentum) * student, all tensors in one batched call."""
+    torch._foreach_lerp_(teacher, [p.detach() for p in student], 1.0 - momentum)
+
+
+def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of local queries (B, E) against keys gathered from every process (W*B, E); scaled by 2*tau."""
+    q = F.normalize(query.float(), dim=1)
+    k = F.normalize(dist.all_gather_cat(keys.float().contiguous()), dim=1)
+    logits = q @ k.T / temperature  # (B, W*B): the positive of row i is key i of this process
+    target = torch.arange(q.shape[0], device=q.device) + dist.rank() * q.shape[0]
+    return F.cross_entropy(logits, target) * 2 * temperature
