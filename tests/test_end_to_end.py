@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import TINY_MODEL
 from vitssl.config import load_config
-from vitssl.training.trainer import pretrain
+from vitssl.training.pretrain import pretrain
 
 EXTRA = {"sit": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],
          "gmml": ["method.proj_hidden=256", "method.proj_dim=64", "method.recon_blocks=null"],

@@ -18,7 +18,7 @@ import torch
 def fingerprint(steps: int) -> dict:
     from vitssl.config import load_config
     from vitssl.methods import registry
-    from vitssl.training.trainer import pretrain
+    from vitssl.training.pretrain import pretrain
 
     torch.set_num_threads(1)
     out = {}

@@ -8,10 +8,11 @@ import torch
 from tests.conftest import TINY_MODEL, tiny_overrides
 from vitssl.cli.main import main
 from vitssl.config import load_config
-from vitssl.errors import CheckpointError
+from vitssl.engine import checkpoint as ckpt
+from vitssl.errors import CheckpointError, VitsslError
 from vitssl.evaluation.encoders import arch_from_state, load_encoder
 from vitssl.evaluation.run import eval_config, evaluate
-from vitssl.training.trainer import pretrain
+from vitssl.training.pretrain import pretrain
 
 FAST = ["data.synthetic_train=64", "data.synthetic_test=32", "data.num_workers=0", "features.batch_size=32",
         "linear.epochs=3", "linear.batch_size=16", "fewshot.shots=[1,2]", "fewshot.draws=3", "fewshot.steps=5"]
@@ -187,8 +188,28 @@ def test_finetune_with_layer_decay_and_a_time_budget(run, tmp_path):
     assert any("test_accuracy" in r for r in rows)
     # a budget far below the epochs asked for stops early and still reports
     res = evaluate("finetune", eval_config("random", TINY_MODEL + ft + ["data.image_size=32", "finetune.epochs=500",
-                                                                      "finetune.max_minutes=0.02"]), progress=False)
+                                                                      "finetune.max_minutes=0.02",
+                                                                      f"output_dir={tmp_path / 'ft2'}"]), progress=False)
     assert 6 <= res["steps"] < 2000 and res["method"] == "random"
+
+
+def test_finetune_is_a_run_that_resumes_exactly(run, tmp_path):
+    """Fine-tuning runs on the pre-training loop: stopped at step 3 and resumed, it ends with the same
+    weights as a run that never stopped; a second start in the same folder is refused with the way on."""
+    ft = FAST + ["finetune.batch_size=16", "finetune.epochs=2", "finetune.eval_every=1", "finetune.clip_grad=1.0"]
+    full = evaluate("finetune", eval_config(str(run), ft + [f"output_dir={tmp_path / 'a'}"]), progress=False)
+    part = ft + [f"output_dir={tmp_path / 'b'}"]
+    assert evaluate("finetune", eval_config(str(run), part + ["finetune.max_steps=3"]), progress=False)["steps"] == 3
+    with pytest.raises(VitsslError, match="already holds a run; continue it with `vitssl eval finetune .*--resume"):
+        evaluate("finetune", eval_config(str(run), part), progress=False)
+    resumed = evaluate("finetune", eval_config(str(run), part), progress=False, resume=True)
+    assert resumed["steps"] == full["steps"] == 8 and resumed["accuracy"] == full["accuracy"]
+    a, b = (ckpt.load(tmp_path / d / "finetuned.pt")["model"] for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = ckpt.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert state["method"] == "finetune" and state["step"] == 8 and "optimizer" in state
+    rows = [json.loads(r) for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [3, 8]  # every 20 steps, at a stop and at the end
 
 
 def test_report_gathers_runs_into_a_table_with_plots(run, tmp_path):

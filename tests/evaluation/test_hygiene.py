@@ -15,7 +15,7 @@ from vitssl.data import dataset as dataset_mod
 from vitssl.engine import features
 from vitssl.errors import ConfigError, DataError
 from vitssl.evaluation.run import eval_config, evaluate
-from vitssl.training.trainer import pretrain
+from vitssl.training.pretrain import pretrain
 
 FAST = ["data.num_workers=0", "features.batch_size=32", "linear.epochs=3", "linear.batch_size=16",
         "fewshot.draws=2", "fewshot.steps=5"]
@@ -144,7 +144,7 @@ def test_monitor_queries_are_held_out_training_images(tmp_path, monkeypatch):
     monkeypatch.setattr(monitor_mod, "load_dataset", lambda data, split, **kw: seen.append(split) or
                         real(data, split, **kw))
     cfg = load_config(None, tiny_overrides(tmp_path, "log.knn_every=1", "log.knn_train=40", "log.knn_test=20"))
-    mon = monitor_mod.KNNMonitor(cfg, method="sit", patch_size=4)
+    mon = monitor_mod.KNNMonitor(cfg, pool="cls", patch_size=4)
     assert seen == ["train"]  # never the test split
     assert len(mon.train) == 40 and len(mon.test) == 20  # knn_train + knn_test of the 64 training images
     tr = {tuple(x.flatten()[:64].tolist()) for x in mon.train.images}

@@ -15,7 +15,7 @@ from vitssl.cli.main import main
 from vitssl.config import load_config
 from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import CheckpointError, ConfigError, VitsslError
-from vitssl.training.trainer import Trainer, pretrain
+from vitssl.training.pretrain import pretrain, trainer
 
 LOCK = ".lock"  # the run-folder lock file (vitssl.engine.runlock.LOCK)
 
@@ -33,16 +33,16 @@ def _finite(state) -> bool:
 
 def test_divergence_keeps_the_last_good_checkpoint_and_says_how_to_go_on(tmp_path):
     """NaN from step 6: epoch 1 (step 4) was saved, nothing after; the advice resumes from it with a change."""
-    tr = Trainer(load_config(None, tiny_overrides(tmp_path, "log.every_steps=20", "log.images_every=0",
+    tr = trainer(load_config(None, tiny_overrides(tmp_path, "log.every_steps=20", "log.images_every=0",
                                                   "train.epochs=4")))
-    real, calls = tr.method.forward, []
+    real, calls = tr.task.forward, []
 
     def poisoned(*a, **k):
         calls.append(1)
         out = real(*a, **k)
         return {**out, "loss": out["loss"] * float("nan")} if len(calls) >= 6 else out
 
-    tr.method.forward = poisoned
+    tr.task.forward = poisoned
     with pytest.raises(VitsslError) as err:
         tr.fit()
     msg = str(err.value)

@@ -5,7 +5,7 @@ import torch
 from tests.conftest import tiny_overrides
 from vitssl.config import load_config
 from vitssl.training.monitor import collapse_signals
-from vitssl.training.trainer import pretrain
+from vitssl.training.pretrain import pretrain
 
 
 def test_collapse_signals():

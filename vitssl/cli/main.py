@@ -48,7 +48,7 @@ def cmd_pretrain(args) -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    from vitssl.training.trainer import pretrain
+    from vitssl.training.pretrain import pretrain
 
     summary = pretrain(cfg, resume=bool(args.resume))
     from vitssl import distributed as dist
@@ -74,7 +74,7 @@ def cmd_eval(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
-    result = evaluate(args.protocol, cfg)
+    result = evaluate(args.protocol, cfg, resume=args.resume)
     summary = {k: result[k] for k in ("protocol", "dataset", "method", "features", "accuracy", "output_dir")
                if k in result}
     print(json.dumps(summary, indent=2))
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--like", metavar="RUN", help="with --checkpoint random: a baseline of RUN's shape, on RUN's data, "
                                               "read (pooling) as RUN's method is read")
     ev.add_argument("--config", help="YAML file of evaluation settings (optional)")
+    ev.add_argument("--resume", action="store_true", help="finetune: continue an interrupted fine-tuning in its "
+                                                          "output folder (the same command and settings)")
     ev.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.root=PATH knn.k=10 features.sweep=true")
     ev.set_defaults(func=cmd_eval)

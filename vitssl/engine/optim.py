@@ -38,8 +38,10 @@ def build_optimizer(model: nn.Module, cfg, device: torch.device, exempt: Iterabl
 
 
 def set_hyperparams(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    """Set every group's lr (times its 'lr_scale', e.g. layer-wise decay) and weight decay (0 where the
+    group's 'decay' flag is off)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         group["weight_decay"] = weight_decay if group.get("decay", True) else 0.0
 
 

@@ -74,6 +74,7 @@ class FinetuneConfig:
 
     epochs: int = 100
     max_minutes: Optional[float] = None  # the schedule spans the steps that fit (measured after a few steps)
+    max_steps: Optional[int] = None  # stop after this many steps (the schedule still spans `epochs`)
     batch_size: int = 128
     base_lr: float = 1e-3  # for a batch of 256
     min_lr: float = 1e-6
@@ -89,10 +90,14 @@ class FinetuneConfig:
     mix_prob: float = 1.0
     label_smoothing: float = 0.1
     eval_every: int = 10  # test accuracy every N epochs (and at the end)
+    clip_grad: float = 0.0  # max gradient norm (one global norm); 0: off, as in the MAE / DeiT recipe
+    accum_steps: int = 1  # gradient accumulation: batch_size is split into this many chunks
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
 
     def check(self, p: str) -> None:
         require(self.epochs >= 1 and self.batch_size >= 2, f"{p}.epochs", "must be >= 1 (batch_size >= 2)")
         require(self.max_minutes is None or self.max_minutes > 0, f"{p}.max_minutes", "must be positive or null")
+        require(self.max_steps is None or self.max_steps >= 1, f"{p}.max_steps", "must be at least 1 or null")
         require(self.base_lr > 0 and self.min_lr >= 0, f"{p}.base_lr", "must be positive (min_lr 0 or more)")
         require(0 < self.layer_decay <= 1, f"{p}.layer_decay", "must be in (0, 1]")
         require(0 <= self.drop_path < 1, f"{p}.drop_path", "must be in [0, 1)")
@@ -104,6 +109,9 @@ class FinetuneConfig:
                 "and finetune.cutmix must be 0 (off) or positive, mix_prob in [0, 1]")
         require(0 <= self.label_smoothing < 1, f"{p}.label_smoothing", "must be in [0, 1)")
         require(self.eval_every >= 1, f"{p}.eval_every", "must be at least 1")
+        require(self.clip_grad >= 0, f"{p}.clip_grad", "must be 0 (off) or positive")
+        require(self.accum_steps >= 1 and self.batch_size % self.accum_steps == 0, f"{p}.accum_steps",
+                f"must be at least 1 and divide finetune.batch_size ({self.batch_size})")
 
 
 @dataclass

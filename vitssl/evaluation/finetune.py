@@ -1,29 +1,33 @@
-"""Fine-tuning the whole encoder with a linear head (MAE / DeiT recipe), batched on the device.
+"""Fine-tuning the whole encoder with a linear head (MAE / DeiT recipe), on the engine's loop.
 
 Layer-wise lr decay, stochastic depth, random resized crop + flip + RandAugment, Mixup/CutMix with
 label smoothing, AdamW with warm-up and cosine. From `--checkpoint random` this is the supervised
-from-scratch baseline. `finetune.max_minutes` fixes the wall-clock budget instead of the epochs.
+from-scratch baseline. The run is a run folder like pre-training's (checkpoints, exact resume with
+`--resume`, Ctrl-C save, DDP under torchrun, clipping, accumulation, budgets with
+`finetune.max_minutes`, metrics.jsonl); `finetuned.pt` holds the classifier at the end.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
+import yaml
 
+from vitssl import distributed as dist
+from vitssl.config.schema import to_dict
+from vitssl.config.sections import LogConfig, OptimConfig, TrainConfig
 from vitssl.data.augment import crop_params, resized_crop
-from vitssl.data.loader import BatchLoader
 from vitssl.data.mix import mix_batch
 from vitssl.data.randaugment import rand_augment
+from vitssl.engine import checkpoint as ckpt
 from vitssl.engine.features import batches
 from vitssl.engine.knn import accuracy
-from vitssl.engine.optim import fused_ok
-from vitssl.engine.schedules import warmup_cosine
-from vitssl.errors import ConfigError
+from vitssl.engine.loop import Job, Loop, run
+from vitssl.errors import ConfigError, VitsslError
 from vitssl.models.vit import VisionTransformer
 
 
@@ -43,7 +47,7 @@ def layer_decay_groups(model: VisionTransformer, weight_decay: float, layer_deca
             layer = depth + 1
         decay = p.ndim > 1 and name not in ("cls_token", "pos_embed")
         g = groups.setdefault((layer, decay), {"params": [], "lr_scale": layer_decay ** (depth + 1 - layer),
-                                               "weight_decay": weight_decay if decay else 0.0})
+                                               "decay": decay, "weight_decay": weight_decay if decay else 0.0})
         g["params"].append(p)
     return list(groups.values())
 
@@ -55,97 +59,130 @@ def set_drop_path(model: VisionTransformer, rate: float) -> None:
 
 
 @torch.no_grad()
-def test_accuracy(model: VisionTransformer, ds, preprocess, device, batch_size: int, dtype) -> tuple[float, float]:
+def test_accuracy(model: nn.Module, ds, preprocess, device, batch_size: int, autocast) -> tuple[float, float]:
+    was_training = model.training
     model.eval()
     scores = []
     for images in batches(ds, batch_size, 0):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast():
             scores.append(model(preprocess(images.to(device))).float().cpu())
+    model.train(was_training)
     s = torch.cat(scores)
     return accuracy(s, ds.labels), accuracy(s, ds.labels, 5)
 
 
-def run_finetune(ev) -> dict:
-    c, seed = ev.cfg.finetune, ev.cfg.seed
-    if ev.pool == "cls+avg":
-        raise ConfigError("fine-tuning pools one way: set features.pool=cls or features.pool=avg")
-    device = ev.device
-    torch.manual_seed(seed)
-    model = ev.encoder
-    model.reset_classifier(ev.num_classes, "token" if ev.pool == "cls" else "avg")
-    nn.init.trunc_normal_(model.head.weight, std=2e-5)
-    nn.init.zeros_(model.head.bias)
-    set_drop_path(model, c.drop_path)
-    model.to(device)
-    dtype = torch.bfloat16 if device.type == "cuda" else None
-    opt = torch.optim.AdamW(layer_decay_groups(model, c.weight_decay, c.layer_decay), lr=c.base_lr,
-                            fused=fused_ok(device))
-    loader = BatchLoader(ev.train, batch_size=c.batch_size, device=device, seed=seed, num_workers=ev.cfg.data.num_workers,
-                         min_side=model.patch_size)
-    spe = len(loader)
-    total, warmup = c.epochs * spe, round(c.warmup_epochs * spe)
-    peak = c.base_lr * c.batch_size / 256
-    size = ev.cfg.data.image_size
-    mean = torch.tensor(ev.cfg.data.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(ev.cfg.data.std, device=device).view(1, 3, 1, 1)
-    log = open(ev.out / "metrics.jsonl", "w")
-    curve, step, t0, t_first = [], 0, time.perf_counter(), 0.0
-    bar = tqdm(total=total, unit="step", desc="fine-tuning", disable=not ev.progress, dynamic_ncols=True)
-    epoch, losses = 0, []
-    while step < total:
-        model.train()
-        for images, labels in loader.epoch(epoch):
-            if c.max_minutes is not None:  # re-timed every 10 steps: the schedule ends with the budget
-                now = time.perf_counter()
-                if step == 1:
-                    t_first = now  # the first step (allocation, warm-up) is not timed
-                elif step >= 5 and step % 10 == 5:
-                    per_step = (now - t_first) / (step - 1)
-                    left = c.max_minutes * 60 - (now - t0)
-                    total = max(step + 1, min(c.epochs * spe, step + int(0.97 * left / per_step)))
-                    warmup = min(round(c.warmup_epochs * spe), total // 10)
-                    bar.total = total
-            for g in opt.param_groups:
-                g["lr"] = warmup_cosine(step, total, warmup, peak, c.min_lr) * g["lr_scale"]
-            with torch.no_grad():
-                x = images.float().div_(255)
-                cx, cy, w, h = crop_params(x.shape[0], c.crop_scale, (3 / 4, 4 / 3), device)
-                x = resized_crop(x, size, cx, cy, w, h, torch.rand(x.shape[0], device=device) < 0.5)
-                if c.randaug_ops:
-                    x = rand_augment(x, c.randaug_ops, c.randaug_magnitude)
-                x = (x - mean) / std
-                x, target = mix_batch(x, labels, ev.num_classes, mixup=c.mixup, cutmix=c.cutmix, prob=c.mix_prob,
-                                      smoothing=c.label_smoothing)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(x)
-            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-            step += 1
-            bar.update(1)
-            if step % 20 == 0 or step == total:
-                row = {"step": step, "epoch": round(step / spe, 3), "loss": torch.stack(losses).mean().item(),
-                       "lr": opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]}
-                log.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
-                losses = []
-            if step >= total:
-                break
-        epoch += 1
-        if epoch % c.eval_every == 0 or step >= total:
-            acc, top5 = test_accuracy(model, ev.test, ev.preprocess, device, ev.cfg.features.batch_size, dtype)
-            curve.append({"epoch": round(step / spe, 3), "step": step, "accuracy": acc, "top5": top5})
-            log.write(json.dumps({"step": step, "epoch": round(step / spe, 3), "test_accuracy": acc}) + "\n")
-            log.flush()
-    bar.close()
-    log.close()
-    from vitssl.engine.checkpoint import save_atomic
+class Classifier(nn.Module):
+    """The encoder with its new head, and the fine-tuning augmentation: a task for the loop."""
 
-    save_atomic({"model": model.state_dict(), "arch": dict(model.arch), "classes": ev.train.classes},
-                ev.out / "finetuned.pt")
-    last = curve[-1]
-    return {"protocol": "finetune", "accuracy": last["accuracy"], "top5": last["top5"], "steps": step,
-            "epochs_run": round(step / spe, 3), "minutes": round((time.perf_counter() - t0) / 60, 2),
-            "per_epoch": curve, "features": f"fine-tuned, pool {ev.pool}"}
+    def __init__(self, *, encoder: VisionTransformer, num_classes: int, cfg, image_size: int, mean, std):
+        super().__init__()
+        self.encoder, self.cfg, self.num_classes, self.image_size = encoder, cfg, num_classes, image_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def augment(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, 3, S, S) -> (normalised, mixed images (B, 3, s, s), soft targets (B, K)), in fp32."""
+        c, device = self.cfg, images.device
+        x = images.float().div_(255)
+        cx, cy, w, h = crop_params(x.shape[0], c.crop_scale, (3 / 4, 4 / 3), device)
+        x = resized_crop(x, self.image_size, cx, cy, w, h, torch.rand(x.shape[0], device=device) < 0.5)
+        if c.randaug_ops:
+            x = rand_augment(x, c.randaug_ops, c.randaug_magnitude)
+        x = (x - self.mean) / self.std
+        return mix_batch(x, labels, self.num_classes, mixup=c.mixup, cutmix=c.cutmix, prob=c.mix_prob,
+                         smoothing=c.label_smoothing)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(images.device.type, enabled=False):
+            x, target = self.augment(images, labels)
+        logits = self.encoder(x)
+        loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+        return {"loss": loss}
+
+
+class FinetuneJob(Job):
+    def __init__(self, ev, *, resume_hint: str):
+        c = ev.cfg.finetune
+        if ev.pool == "cls+avg":
+            raise ConfigError("fine-tuning pools one way: set features.pool=cls or features.pool=avg")
+        self.ev, self.c, self.resume_hint = ev, c, resume_hint
+        self.kind, self.desc = "finetune", "fine-tuning"
+        self.train = TrainConfig(epochs=c.epochs, max_steps=c.max_steps, max_minutes=c.max_minutes,
+                                 batch_size=c.batch_size,
+                                 accum_steps=c.accum_steps, precision=c.precision)
+        self.optim = OptimConfig(base_lr=c.base_lr, min_lr=c.min_lr, warmup_epochs=c.warmup_epochs,
+                                 weight_decay=c.weight_decay, weight_decay_end=c.weight_decay, clip_grad=c.clip_grad,
+                                 clip_mode="global")
+        self.log = LogConfig(every_steps=20, checkpoint_every=0, images_every=0, tensorboard=False,
+                             progress=ev.progress)
+        self.data, self.seed, self.device = ev.cfg.data, ev.cfg.seed, ev.device.type
+        self.min_side, self.output_dir = ev.encoder.patch_size, str(ev.out)
+
+    def resume_command(self, out: Path) -> str:
+        return self.resume_hint
+
+    def load_data(self):
+        return self.ev.train
+
+    def build(self, dataset) -> Classifier:
+        ev, c = self.ev, self.c
+        model = ev.encoder
+        model.reset_classifier(ev.num_classes, "token" if ev.pool == "cls" else "avg")
+        nn.init.trunc_normal_(model.head.weight, std=2e-5)
+        nn.init.zeros_(model.head.bias)
+        set_drop_path(model, c.drop_path)
+        d = ev.cfg.data
+        return Classifier(encoder=model, num_classes=ev.num_classes, cfg=c, image_size=d.image_size, mean=d.mean,
+                          std=d.std)
+
+    def param_groups(self, task: Classifier) -> list[dict]:
+        return layer_decay_groups(task.encoder, self.c.weight_decay, self.c.layer_decay)
+
+    def _test(self, loop: Loop) -> dict:
+        acc, top5 = test_accuracy(loop.task.encoder, self.ev.test, self.ev.preprocess, loop.device,
+                                  self.ev.cfg.features.batch_size, loop.autocast)
+        return {"test_accuracy": acc, "test_top5": top5}
+
+    def epoch_end(self, loop: Loop, epoch: int) -> dict:
+        last = loop.step >= loop.stop_at
+        if not dist.is_main() or not (epoch % self.c.eval_every == 0 or last):
+            return {}
+        return self._test(loop)
+
+    def finish(self, loop: Loop, summary: dict) -> None:
+        rows = [json.loads(line) for line in (loop.out / "metrics.jsonl").read_text().splitlines()]
+        curve = [r for r in rows if "test_accuracy" in r]
+        if not curve or curve[-1]["step"] != loop.step:  # a budget ends mid-epoch: test the final weights
+            values = self._test(loop)
+            curve.append({"step": loop.step, "epoch": round(loop.step / loop.steps_per_epoch, 4), **values})
+        per_epoch = [{"epoch": round(r["step"] / loop.steps_per_epoch, 3), "step": r["step"],
+                      "accuracy": r["test_accuracy"], "top5": r["test_top5"]} for r in curve]
+        enc = loop.task.encoder
+        ckpt.save_atomic({"model": enc.state_dict(), "arch": dict(enc.arch), "classes": self.ev.train.classes},
+                         loop.out / "finetuned.pt")
+        summary.update(accuracy=per_epoch[-1]["accuracy"], top5=per_epoch[-1]["top5"], per_epoch=per_epoch)
+
+    def config_dict(self) -> dict:
+        return to_dict(self.ev.cfg)
+
+    def save_config(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(to_dict(self.ev.cfg), sort_keys=False))
+
+    def checkpoint_meta(self, task: Classifier) -> dict:
+        return {"encoder": dict(task.encoder.arch), "classes": self.ev.train.classes}
+
+
+def run_finetune(ev, *, resume: bool = False, resume_hint: str = "") -> dict:
+    """Fine-tune on the loop; the protocol's result (stops with a message when interrupted)."""
+    summary = run(FinetuneJob(ev, resume_hint=resume_hint), resume=resume)
+    if dist.launch_rank() != 0:  # under torchrun, the main process reports
+        return {"protocol": "finetune", "steps": summary["step"]}
+    if "accuracy" not in summary:
+        if summary.get("stopped_early"):
+            raise VitsslError(f"fine-tuning stopped at step {summary['step']}; continue it with `{resume_hint}`")
+        raise VitsslError(summary.get("message", "fine-tuning ended without a result"))
+    return {"protocol": "finetune", "accuracy": summary["accuracy"], "top5": summary["top5"],
+            "steps": summary["step"], "epochs_run": round(summary["epoch"], 3),
+            "minutes": round(summary["seconds"] / 60, 2), "per_epoch": summary["per_epoch"],
+            "features": f"fine-tuned, pool {ev.pool}"}

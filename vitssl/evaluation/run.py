@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 
+from vitssl import distributed as dist
 from vitssl.config.load import apply_overrides, merge, read_yaml
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.data.augment import Augment
@@ -326,20 +328,26 @@ def markdown(result: dict) -> str:
     return head + "\n" + "\n".join(lines) + "\n"
 
 
-def evaluate(protocol: str, cfg: EvalConfig, progress: bool = True) -> dict:
-    """Run one protocol and write results.json, results.md and config.yaml; returns the results."""
+def evaluate(protocol: str, cfg: EvalConfig, progress: bool = True, resume: bool = False) -> dict:
+    """Run one protocol and write results.json, results.md and config.yaml; returns the results.
+    `resume` continues an interrupted fine-tuning in its output folder."""
     if protocol not in RUNNERS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(RUNNERS)}")
+    if resume and protocol != "finetune":
+        raise ConfigError(f"--resume continues a fine-tuning run; {protocol} has nothing to resume")
     t0 = time.time()
     ev = Evaluation(cfg, progress=progress, protocol=protocol)
     out = ev.out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg, protocol, ev.train.name)
     out.mkdir(parents=True, exist_ok=True)
-    result = RUNNERS[protocol](ev)
+    if protocol == "finetune":
+        hint = f"vitssl eval finetune --checkpoint {cfg.checkpoint} output_dir={out} --resume (and the same settings)"
+        result = run_finetune(ev, resume=resume, resume_hint=hint)
+    else:
+        result = RUNNERS[protocol](ev)
     result = {"protocol": protocol, **ev.describe(), **result, "seconds": round(time.time() - t0, 1)}
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(result))
-    import yaml
-
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if dist.launch_rank() == 0:
+        (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "results.md").write_text(markdown(result))
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     result["output_dir"] = str(out)
     return result

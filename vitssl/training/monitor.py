@@ -25,7 +25,6 @@ from vitssl.engine.features import extract
 from vitssl.engine.knn import accuracy, knn_predict
 from vitssl.engine.linear import train_probes
 from vitssl.errors import DataError
-from vitssl.methods.registry import pool_of
 
 
 def collapse_signals(feats: torch.Tensor) -> dict[str, float]:
@@ -48,9 +47,9 @@ def _part(ds: ImageDataset, rows: torch.Tensor, what: str) -> ImageDataset:
 
 
 class KNNMonitor:
-    def __init__(self, cfg, *, method: str, patch_size: int):
+    def __init__(self, cfg, *, pool: str, patch_size: int):
         log = cfg.log
-        self.k, self.pool = log.knn_k, pool_of(method)
+        self.k, self.pool = log.knn_k, pool
         kw = dict(seed=cfg.seed, min_side=patch_size, progress=False)
         if log.knn_split is None:  # neighbours and queries: two disjoint, class-balanced parts of data.split
             both = load_dataset(dataclasses.replace(cfg.data, limit=log.knn_train + log.knn_test), cfg.data.split,

@@ -1,44 +1,43 @@
-"""The method-agnostic pre-training loop.
+"""The one training loop. Pre-training and fine-tuning run on it; a `Job` says what is trained.
 
-It owns everything a method should not care about: devices and processes, data order, the
-optimiser and its schedules, mixed precision, accumulation, clipping, checkpoints, logs, pictures
-and progress. A method only turns a uint8 batch into losses (vitssl.methods.base.Method).
+The loop owns everything a task should not care about: devices and processes, the run folder and
+its lock, data order, the optimiser and its schedules, mixed precision, accumulation, clipping, a
+wall-clock budget, checkpoints and exact resume, Ctrl-C / SIGTERM saves, divergence checks, logs,
+pictures and progress. A task is an nn.Module whose `forward(images, labels)` returns
+{'loss': scalar, other logged scalars}; it may have `after_step(step, total)` and `pictures(images)`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.distributed
+import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from vitssl import __version__
 from vitssl import distributed as dist
-from vitssl.config import Config, config_to_dict, save_config
-from vitssl.data.dataset import ImageDataset, load_dataset
+from vitssl.data.dataset import ImageDataset
 from vitssl.data.loader import BatchLoader, single_batch
 from vitssl.engine import checkpoint as ckpt
 from vitssl.engine import runlock
 from vitssl.engine.logger import RunLogger
-from vitssl.engine.optim import build_optimizer, clip_gradients, set_hyperparams
+from vitssl.engine.optim import build_optimizer, clip_gradients, fused_ok, set_hyperparams
 from vitssl.engine.pictures import save_grid
 from vitssl.engine.plots import plot_metrics
 from vitssl.engine.schedules import cosine, warmup_cosine
 from vitssl.errors import CheckpointError, ConfigError, VitsslError, first_line
 from vitssl.hostmem import keep_freed_memory
-from vitssl.methods import registry
-from vitssl.models.vit import encoder_from_config
-from vitssl.training.monitor import KNNMonitor
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -84,74 +83,129 @@ class Diverged(Exception):
         self.step = step
 
 
-class Trainer:
-    def __init__(self, cfg: Config, *, resume: bool = False):
-        self.cfg = cfg
-        self.resume = resume
-        device_type = dist.resolve_device(cfg.device)
-        self.device = dist.init(device_type)
+class Job:
+    """What a Loop trains, and what it does around the steps. Subclasses set the attributes below in
+    their constructor and override the hooks they need."""
+
+    kind: str  # what the checkpoint says it holds ('method' key): a method's name, 'finetune', ...
+    desc: str  # the progress bar's label
+    train: object  # TrainConfig: epochs, batch size, accumulation, budgets, precision, compile
+    optim: object  # OptimConfig: lr, weight decay, betas, clipping
+    log: object  # LogConfig: cadences of logs, checkpoints and pictures
+    data: object  # DataConfig: loader workers and bad-image policy
+    seed: int = 0
+    device: str = "auto"
+    min_side: int = 1  # images smaller than this (a patch) are refused
+    output_dir: Optional[str] = None
+
+    def default_output_dir(self) -> str:
+        raise NotImplementedError
+
+    def resume_command(self, out: Path) -> str:
+        """The command that continues the run in `out`."""
+        raise NotImplementedError
+
+    def load_data(self) -> ImageDataset:
+        raise NotImplementedError
+
+    def build(self, dataset: ImageDataset) -> nn.Module:
+        """The task (after the loop seeded the RNG); moved to the device by the loop."""
+        raise NotImplementedError
+
+    def param_groups(self, task: nn.Module) -> Optional[list[dict]]:
+        """AdamW groups (an 'lr_scale' and a 'decay' flag per group), or None for the weight-decay rule
+        with the task's `no_weight_decay()`."""
+        return None
+
+    def ready(self, loop: "Loop") -> None:
+        """Everything is built (and restored): set up monitors."""
+
+    def epoch_end(self, loop: "Loop", epoch: int) -> dict:
+        """Values to log at the end of `epoch` (all processes call it)."""
+        return {}
+
+    def finish(self, loop: "Loop", summary: dict) -> None:
+        """The run ended normally (main process only): add to the summary, write what the job writes."""
+
+    def config_dict(self) -> dict:
+        raise NotImplementedError
+
+    def save_config(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def checkpoint_meta(self, task: nn.Module) -> dict:
+        return {}
+
+
+class Loop:
+    def __init__(self, job: Job, *, resume: bool = False):
+        self.job, self.resume = job, resume
+        self.device = dist.init(dist.resolve_device(job.device))
         self.host_memory = "kept" if keep_freed_memory(self.device) else "default"
         self.rank, self.world = dist.rank(), dist.world_size()
-        self.precision = resolve_precision(cfg.train.precision, self.device.type)
+        self.precision = resolve_precision(job.train.precision, self.device.type)
         self.lock: Optional[Path] = None
         self.out, created = self._output_dir()
         try:
-            self._build(cfg, resume)
+            self._build(resume)
         except BaseException:  # nothing half-made is left behind: the lock goes, a folder this run made goes
             self.close(remove_if_empty=created)
             raise
         if dist.is_main():  # only now: a failed start or resume leaves the run's config.yaml as it was
-            save_config(self.cfg, self.out / "config.yaml")
+            job.save_config(self.out / "config.yaml")
         dist.barrier()
 
-    def _build(self, cfg: Config, resume: bool) -> None:
-        torch.manual_seed(cfg.seed * 1000 + self.rank)
-
-        tc = cfg.train
+    def _build(self, resume: bool) -> None:
+        job, tc = self.job, self.job.train
+        torch.manual_seed(job.seed * 1000 + self.rank)
         if tc.batch_size % (self.world * tc.accum_steps):
             raise ConfigError(f"config key 'train.batch_size' ({tc.batch_size}) must be divisible by the number of "
                               f"processes x train.accum_steps ({self.world} x {tc.accum_steps})")
         self.dataset = self._load_data()
-        skip_bad = cfg.data.bad_images == "skip"
         self.loader = BatchLoader(self.dataset, batch_size=tc.batch_size // self.world, device=self.device,
-                                  seed=cfg.seed, rank=self.rank, world=self.world, num_workers=cfg.data.num_workers,
-                                  min_side=cfg.model.patch_size, skip_bad=skip_bad)
+                                  seed=job.seed, rank=self.rank, world=self.world, num_workers=job.data.num_workers,
+                                  min_side=job.min_side, skip_bad=job.data.bad_images == "skip")
         self.steps_per_epoch = len(self.loader)
         self.total_steps = tc.epochs * self.steps_per_epoch
         self.stop_at = min(self.total_steps, tc.max_steps or self.total_steps)
 
-        self.method = registry.get(cfg.method.name).build(cfg).to(self.device)
+        self.task = job.build(self.dataset).to(self.device)
         if tc.compile:
-            for m in self.method.modules():  # block by block: small graphs, masks stay inputs
+            for m in self.task.modules():  # block by block: small graphs, masks stay inputs
                 if getattr(m, "compile_unit", False):
                     m.compile()
-        self.model = self.method
+        self.model = self.task
         if self.world > 1:
-            self.model = DDP(self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            self.model = DDP(self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                              broadcast_buffers=False)
-        self.optimizer = build_optimizer(self.method, cfg.optim, self.device, exempt=self.method.no_weight_decay())
+        o = job.optim
+        groups = job.param_groups(self.task)
+        if groups is None:
+            exempt = self.task.no_weight_decay() if hasattr(self.task, "no_weight_decay") else ()
+            self.optimizer = build_optimizer(self.task, o, self.device, exempt=exempt)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=o.base_lr, betas=tuple(o.betas), eps=o.eps,
+                                               weight_decay=o.weight_decay, fused=fused_ok(self.device))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.trainable = [p for p in self.method.parameters() if p.requires_grad]
-        self.peak_lr = cfg.optim.base_lr * tc.batch_size / 256
-        self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.trainable = [p for p in self.task.parameters() if p.requires_grad]
+        self.peak_lr = o.base_lr * tc.batch_size / 256
+        self.warmup_steps = round(o.warmup_epochs * self.steps_per_epoch)
         self.epoch_total, self.step_cap, self.cfg_warmup = self.total_steps, self.stop_at, self.warmup_steps
-        self.budget_set = tc.max_minutes is None  # else: total_steps is re-timed every 10 steps
-        self.monitor = KNNMonitor.maybe(cfg, method=cfg.method.name, patch_size=cfg.model.patch_size) \
-            if dist.is_main() else None
+        self.budget_fixed = tc.max_minutes is None  # else: total_steps is re-timed every 10 steps
         self.step = 0
         self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.saved_step: Optional[int] = None  # the step of the last checkpoint written (or resumed from)
         if resume:
             self._restore(self.out / "checkpoints" / "last.pt")
+        job.ready(self)
 
     # --- set-up ----------------------------------------------------------------------------------
     def _output_dir(self) -> tuple[Path, bool]:
         """The run folder, created and locked by rank 0; returns (path, whether this run created it)."""
-        out = self.cfg.output_dir
+        out = self.job.output_dir
         if out is None:
-            out = f"runs/{self.cfg.method.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            out = dist.broadcast_object(out)
-            self.cfg.output_dir = out
+            out = dist.broadcast_object(self.job.default_output_dir())
+            self.job.output_dir = out
         path = Path(out)
         created = not path.exists()
         if dist.is_main():
@@ -165,11 +219,10 @@ class Trainer:
             except PermissionError as e:
                 raise VitsslError(f"cannot write in output_dir '{path}': {e.strerror}; choose another "
                                   "output_dir=...") from None
-            last = path / "checkpoints" / "last.pt"
-            if not self.resume and last.exists():
+            if not self.resume and (path / "checkpoints" / "last.pt").exists():
                 runlock.release(self.lock)
                 raise VitsslError(f"output_dir '{path}' already holds a run; continue it with "
-                                  f"`vitssl pretrain --resume {path}` or choose another output_dir=...")
+                                  f"`{self.job.resume_command(path)}` or choose another output_dir=...")
         dist.barrier()
         return path, created
 
@@ -186,11 +239,9 @@ class Trainer:
 
     def _load_data(self) -> ImageDataset:
         """Rank 0 decodes (and caches) first; the others then read the cache."""
-        cfg = self.cfg
-        kw = dict(seed=cfg.seed, min_side=cfg.model.patch_size, progress=dist.is_main())
-        ds = load_dataset(cfg.data, cfg.data.split, **kw) if dist.is_main() else None
+        ds = self.job.load_data() if dist.is_main() else None
         dist.barrier()
-        return ds if ds is not None else load_dataset(cfg.data, cfg.data.split, **kw)
+        return ds if ds is not None else self.job.load_data()
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _rng_state(self) -> dict:
@@ -210,33 +261,33 @@ class Trainer:
         if not dist.is_main():
             return
         ckpt.save_atomic({
-            "model": self.method.state_dict(),
+            "model": self.task.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "total_steps": self.total_steps,
-            "budget": self.cfg.train.max_minutes is not None,  # total_steps came from a wall-clock budget
+            "budget": self.job.train.max_minutes is not None,  # total_steps came from a wall-clock budget
             "world_size": self.world,
             "rng": rng,
-            "method": self.cfg.method.name,
-            "encoder": dict(self.method.encoder.arch),
-            "config": config_to_dict(self.cfg),
+            "method": self.job.kind,
+            **self.job.checkpoint_meta(self.task),
+            "config": self.job.config_dict(),
             "vitssl_version": __version__,
         }, self.out / "checkpoints" / name)
 
     def _restore(self, path: Path) -> None:
         state = ckpt.load(path, map_location=self.device)
-        if state.get("method") != self.cfg.method.name:
-            raise CheckpointError(f"checkpoint '{path}' is from method {state.get('method')!r}, the config says "
-                                  f"{self.cfg.method.name!r}")
+        if state.get("method") != self.job.kind:
+            raise CheckpointError(f"checkpoint '{path}' is from {state.get('method')!r}, this run is "
+                                  f"{self.job.kind!r}")
         try:
-            self.method.load_state_dict(state["model"])
+            self.task.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint '{path}' does not fit this model: {first_line(e)}") from None
         self.scaler.load_state_dict(state["scaler"])
-        if self.cfg.train.max_minutes is not None and state.get("budget"):  # a resumed budget run keeps its end
+        if self.job.train.max_minutes is not None and state.get("budget"):  # a resumed budget run keeps its end
             self._fix_schedule(int(state["total_steps"]), final=True)
         elif state.get("total_steps") != self.total_steps:
             print(f"note: the schedule now spans {self.total_steps} steps (was {state.get('total_steps')})",
@@ -252,27 +303,28 @@ class Trainer:
                   file=sys.stderr)
 
     # --- one step --------------------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self):
         dtype = DTYPES[self.precision]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        accum = self.cfg.train.accum_steps
+        accum = self.job.train.accum_steps
         self.optimizer.zero_grad(set_to_none=True)
         logs: dict[str, torch.Tensor] = {}
         for i, (x, y) in enumerate(zip(images.chunk(accum), labels.chunk(accum))):
             sync = contextlib.nullcontext() if (i == accum - 1 or self.world == 1) else self.model.no_sync()
             with sync:
-                with self._autocast():
+                with self.autocast():
                     out = self.model(x, y)
                 self.scaler.scale(out["loss"] / accum).backward()
             for k, v in out.items():
                 logs[k] = logs.get(k, 0.0) + v.detach().float() / accum
-        if self.cfg.optim.clip_grad > 0:
+        o = self.job.optim
+        if o.clip_grad > 0:
             self.scaler.unscale_(self.optimizer)
-            logs["grad_norm"] = clip_gradients(self.trainable, self.cfg.optim.clip_grad, self.cfg.optim.clip_mode)
+            logs["grad_norm"] = clip_gradients(self.trainable, o.clip_grad, o.clip_mode)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         bad = ~torch.isfinite(logs["loss"])
@@ -297,81 +349,87 @@ class Trainer:
         self.total_steps = min(self.epoch_total, max(total, self.step + 1))
         self.stop_at = min(self.step_cap, self.total_steps)
         self.warmup_steps = min(self.cfg_warmup, self.total_steps // 10)
-        self.budget_set = final
+        self.budget_fixed = final
 
     def _budget_steps(self, started: float, timed_from: float, timed_steps: int) -> int:
         """Steps that fit train.max_minutes at the mean time per step so far, hooks included (agreed by all
         ranks). Re-timed through the run, so the schedule's end moves with the machine's real speed."""
         per_step = (time.perf_counter() - timed_from) / timed_steps
-        left = self.cfg.train.max_minutes * 60 - (time.perf_counter() - started)
-        fit = self.step + int(0.98 * left / per_step)  # 2 %: epoch-end checkpoints and pictures
+        left = self.job.train.max_minutes * 60 - (time.perf_counter() - started)
+        fit = self.step + int(0.98 * left / per_step)  # 2 %: epoch-end checkpoints, evaluations and pictures
         return int(dist.broadcast_object(fit))
+
+    def hyperparams(self) -> tuple[float, float]:
+        """(lr, weight decay) of the coming step: warm-up + cosine, and cosine."""
+        o = self.job.optim
+        lr = warmup_cosine(self.step, self.total_steps, self.warmup_steps, self.peak_lr, o.min_lr)
+        return lr, cosine(self.step, self.total_steps, o.weight_decay, o.weight_decay_end)
 
     # --- the loop --------------------------------------------------------------------------------
     def fit(self) -> dict:
-        cfg, main = self.cfg, dist.is_main()
+        job, log, main = self.job, self.job.log, dist.is_main()
         if self.step >= self.stop_at:
             msg = (f"the run in '{self.out}' already reached step {self.step} of {self.stop_at}; "
                    "pass train.max_steps=N or train.epochs=N to train further")
             if main:
                 print(msg, file=sys.stderr)
             return {"step": self.step, "output_dir": str(self.out), "message": msg}
-        logger = RunLogger(self.out, tensorboard=cfg.log.tensorboard,
+        logger = RunLogger(self.out, tensorboard=log.tensorboard,
                            resume_step=self.step if self.resume else None) if main else None
-        picture_batch = single_batch(self.dataset, 8, self.device, seed=cfg.seed) if main and cfg.log.images_every else None
+        draws = main and log.images_every and hasattr(self.task, "pictures")
+        picture_batch = single_batch(self.dataset, 8, self.device, seed=job.seed) if draws else None
         bar = tqdm(total=self.stop_at, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr,
-                   disable=not (main and cfg.log.progress), desc=f"{cfg.method.name} pre-training")
+                   disable=not (main and log.progress), desc=job.desc)
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_ckpt, t0 = 0, time.perf_counter(), time.perf_counter(), time.perf_counter()
         start_step = self.step
-        batch_images = cfg.train.batch_size
+        batch_images = job.train.batch_size
         stopped, diverged = False, None
         per_step_check = self.device.type != "cuda"  # a host sync costs nothing on the CPU: check every step
+        after_step = getattr(self.task, "after_step", None)
         try:
             with StopRequest() as stop:
-              while self.step < self.stop_at and not stopped:
-                  epoch = self.step // self.steps_per_epoch
-                  self.method.train()
-                  for images, labels in self.loader.epoch(epoch, start=self.step % self.steps_per_epoch):
-                      lr = warmup_cosine(self.step, self.total_steps, self.warmup_steps, self.peak_lr, cfg.optim.min_lr)
-                      wd = cosine(self.step, self.total_steps, cfg.optim.weight_decay, cfg.optim.weight_decay_end)
-                      set_hyperparams(self.optimizer, lr, wd)
-                      logs = self.train_step(images, labels)
-                      self.step += 1
-                      timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
-                      if not self.budget_set and timed == 0:
-                          t_timed = time.perf_counter()
-                      elif not self.budget_set and timed >= 5 and timed % 10 == 5:
-                          self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
-                          bar.total = self.stop_at
-                          bar.refresh()
-                      extra = self.method.after_step(self.step, self.total_steps)
-                      for k, v in logs.items():
-                          sums[k] = sums.get(k, 0.0) + v
-                      n_logged += 1
-                      if per_step_check:
-                          self._check_finite()
-                      bar.update(1)
-                      if self.step % cfg.log.every_steps == 0 or self.step == self.stop_at:
-                          means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
-                          now = time.perf_counter()
-                          rate = n_logged * batch_images / (now - t_log)
-                          self._check_finite()
-                          if main:
-                              logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means,
-                                                     "lr": lr, "weight_decay": wd, **extra, "images_per_s": rate})
-                              bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-                          sums, n_logged, t_log = {}, 0, now
-                      end_of_epoch = self.step % self.steps_per_epoch == 0
-                      if end_of_epoch:
-                          self._end_of_epoch(self.step // self.steps_per_epoch, logger, picture_batch)
-                          t_ckpt = time.perf_counter()
-                      elif time.perf_counter() - t_ckpt > cfg.log.checkpoint_minutes * 60:
-                          self.save()
-                          t_ckpt = time.perf_counter()
-                      stopped = dist.any_process(stop.requested, self.device)
-                      if self.step >= self.stop_at or stopped:
-                          break
+                while self.step < self.stop_at and not stopped:
+                    epoch = self.step // self.steps_per_epoch
+                    self.task.train()
+                    for images, labels in self.loader.epoch(epoch, start=self.step % self.steps_per_epoch):
+                        lr, wd = self.hyperparams()
+                        set_hyperparams(self.optimizer, lr, wd)
+                        logs = self.train_step(images, labels)
+                        self.step += 1
+                        timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
+                        if not self.budget_fixed and timed == 0:
+                            t_timed = time.perf_counter()
+                        elif not self.budget_fixed and timed >= 5 and timed % 10 == 5:
+                            self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
+                            bar.total = self.stop_at
+                            bar.refresh()
+                        extra = after_step(self.step, self.total_steps) if after_step is not None else {}
+                        for k, v in logs.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        n_logged += 1
+                        if per_step_check:
+                            self._check_finite()
+                        bar.update(1)
+                        if self.step % log.every_steps == 0 or self.step == self.stop_at:
+                            means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
+                            now = time.perf_counter()
+                            rate = n_logged * batch_images / (now - t_log)
+                            self._check_finite()
+                            if main:
+                                logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means,
+                                                       "lr": lr, "weight_decay": wd, **extra, "images_per_s": rate})
+                                bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                            sums, n_logged, t_log = {}, 0, now
+                        if self.step % self.steps_per_epoch == 0:
+                            self._end_of_epoch(self.step // self.steps_per_epoch, logger, picture_batch)
+                            t_ckpt = time.perf_counter()
+                        elif time.perf_counter() - t_ckpt > log.checkpoint_minutes * 60:
+                            self.save()
+                            t_ckpt = time.perf_counter()
+                        stopped = dist.any_process(stop.requested, self.device)
+                        if self.step >= self.stop_at or stopped:
+                            break
             if self.step % self.steps_per_epoch:  # the epoch hook saved already otherwise
                 self.save()
         except Diverged as d:
@@ -381,7 +439,7 @@ class Trainer:
                 logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means})
         bar.close()
         elapsed = time.perf_counter() - t0
-        summary = {"method": cfg.method.name, "output_dir": str(self.out), "step": self.step,
+        summary = {"method": job.kind, "output_dir": str(self.out), "step": self.step,
                    "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
                    "stopped_early": stopped, "seconds": round(elapsed, 2),
                    "images_per_s": round((self.step - start_step) * batch_images / max(elapsed, 1e-9), 2),
@@ -393,8 +451,8 @@ class Trainer:
             summary["skipped_images"] = {"count": len(skipped), "first": skipped[:5]}
         if diverged is not None:
             summary.update(diverged_at_step=diverged, last_checkpoint_step=self.saved_step)
-        elif main and self.monitor is not None and not stopped:
-            summary["versus_random_init"] = self._versus_random_init()
+        elif main and not stopped:
+            job.finish(self, summary)
         if main:
             if picture_batch is not None and diverged is None:
                 self._pictures(picture_batch, logger, final=True)
@@ -402,35 +460,16 @@ class Trainer:
             plot_metrics(self.out / "metrics.jsonl", self.out / "loss.png")
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             if stopped:
-                print(f"stopped at step {self.step}; continue with: vitssl pretrain --resume {self.out}",
-                      file=sys.stderr)
+                print(f"stopped at step {self.step}; continue with: {job.resume_command(self.out)}", file=sys.stderr)
         dist.barrier()
         if diverged is not None:
             raise VitsslError(self._divergence_advice(diverged))
         return summary
 
-    def _versus_random_init(self) -> dict:
-        """Did it learn? k-NN and a linear probe of the encoder against a random-init encoder of the same
-        shape, on the monitor's held-out training images; one line, also in summary.json."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.cfg.seed)
-            baseline = encoder_from_config(self.cfg.model, self.cfg.data.image_size).to(self.device)
-            mine = self.monitor.probe(self.method.encoder, self.device)
-            base = self.monitor.probe(baseline, self.device)
-        n = len(self.monitor.test)
-        print(f"learned? k-NN on {n} held-out training images: {mine['knn']:.1f} % vs {base['knn']:.1f} % for a "
-              f"random-init encoder of the same shape ({mine['knn'] - base['knn']:+.1f} points); linear probe: "
-              f"{mine['linear']:.1f} % vs {base['linear']:.1f} % ({mine['linear'] - base['linear']:+.1f})",
-              file=sys.stderr)
-        return {"images": n, "knn": mine["knn"], "knn_random_init": base["knn"], "linear": mine["linear"],
-                "linear_random_init": base["linear"]}
-
     def _divergence_advice(self, step: int) -> str:
         """What happened, what was kept, and a change that avoids the same failure on resume."""
-        o = self.cfg.optim
-        lower = f"{o.base_lr / 4:.3g}"
-        fixes = [f"optim.base_lr={lower} (now {o.base_lr:g})"]
+        o = self.job.optim
+        fixes = [f"optim.base_lr={o.base_lr / 4:.3g} (now {o.base_lr:g})"]
         if o.clip_grad == 0:
             fixes.append("optim.clip_grad=3.0 (now off)")
         if self.precision != "fp32":
@@ -440,39 +479,35 @@ class Trainer:
                 "no checkpoint with non-finite weights was written")
         if self.saved_step is not None:
             return (f"{what}: '{self.out / 'checkpoints' / 'last.pt'}' holds step {self.saved_step}. Continue from "
-                    f"it with a change, e.g. `vitssl pretrain --resume {self.out} {fixes[0]}`"
+                    f"it with a change, e.g. `{self.job.resume_command(self.out)} {fixes[0]}`"
                     + (f" (or also {', '.join(fixes[1:])})" if fixes[1:] else ""))
         return (f"{what}, and none was saved before it. Start again with {' and '.join(fixes)} "
                 f"(the metrics of the steps that ran are in '{self.out}')")
 
     def _end_of_epoch(self, epoch: int, logger: Optional[RunLogger], picture_batch) -> None:
-        log = self.cfg.log
+        log = self.job.log
         self.save()
         if log.checkpoint_every and epoch % log.checkpoint_every == 0 and dist.is_main():
-            import shutil
-
             shutil.copyfile(self.out / "checkpoints" / "last.pt", self.out / "checkpoints" / f"epoch_{epoch:04d}.pt")
         if picture_batch is not None and log.images_every and epoch % log.images_every == 0:
             self._pictures(picture_batch, logger, epoch=epoch)
-        if log.knn_every and epoch % log.knn_every == 0:
-            if self.monitor is not None:
-                with self._autocast():
-                    values = self.monitor(self.method.encoder, self.device)
-                logger.log(self.step, {"epoch": epoch, **values})
-            dist.barrier()
+        values = self.job.epoch_end(self, epoch)
+        if values and logger is not None:
+            logger.log(self.step, {"epoch": epoch, **values})
+        dist.barrier()
 
     @torch.no_grad()
     def _pictures(self, images: torch.Tensor, logger: Optional[RunLogger], epoch: int = 0, final: bool = False):
         """Same images and same corruption every time (a forked RNG), so pictures compare across epochs."""
         devices = [self.device] if self.device.type == "cuda" else []
-        was_training = self.method.training
-        self.method.eval()
+        was_training = self.task.training
+        self.task.eval()
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.cfg.seed)
-            with self._autocast():
-                rows = self.method.pictures(images)
-        self.method.train(was_training)
-        if not rows:  # a method may draw nothing
+            torch.manual_seed(self.job.seed)
+            with self.autocast():
+                rows = self.task.pictures(images)
+        self.task.train(was_training)
+        if not rows:  # a task may draw nothing
             return
         name = "final.png" if final else f"epoch_{epoch:04d}.png"
         path = self.out / "images" / name
@@ -481,13 +516,13 @@ class Trainer:
             logger.image("pictures", path, self.step)
 
 
-def pretrain(cfg: Config, *, resume: bool = False) -> dict:
-    """Run (or resume) pre-training; returns the run summary."""
+def run(job: Job, *, resume: bool = False) -> dict:
+    """Run (or resume) a job on the loop; returns its summary."""
     try:
-        trainer = Trainer(cfg, resume=resume)
+        loop = Loop(job, resume=resume)
         try:
-            return trainer.fit()
+            return loop.fit()
         finally:
-            trainer.close()
+            loop.close()
     finally:
         dist.shutdown()

@@ -14,7 +14,7 @@ from vitssl.config import load_config
 from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import VitsslError
 from vitssl.hostmem import keep_freed_memory
-from vitssl.training.trainer import Trainer, pretrain
+from vitssl.training.pretrain import pretrain, trainer
 
 
 def test_run_folder_contents(tmp_path):
@@ -74,9 +74,9 @@ def test_accumulation_gives_the_gradient_of_the_full_batch(tmp_path):
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
     labels = torch.arange(16) % 3
     for accum in (1, 4):
-        tr = Trainer(load_config(None, tiny_overrides(tmp_path / str(accum), f"train.accum_steps={accum}",
+        tr = trainer(load_config(None, tiny_overrides(tmp_path / str(accum), f"train.accum_steps={accum}",
                                                       "optim.clip_grad=0", "data.image_size=16")))
-        tr.model = tr.method = net = _Deterministic()
+        tr.model = tr.task = net = _Deterministic()
         tr.optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
         tr.trainable = list(net.parameters())
         logs[accum] = tr.train_step(images, labels)
