@@ -192,6 +192,12 @@ class LogConfig:
                 "log.knn_test and log.knn_k must be at least 1")
 
 
+def check_image_size(size: int, patch: int, patch_from: str = "model.patch_size") -> None:
+    """The one image-size rule: whole patches only. `patch_from` says where the patch size came from."""
+    require(size % patch == 0, "data.image_size", f"({size}) must be a multiple of {patch_from} ({patch}); "
+            f"try data.image_size={max(patch, size // patch * patch)}")
+
+
 @dataclass
 class Config:
     method: Any = None  # the registered dataclass of method.name
@@ -206,9 +212,6 @@ class Config:
     seed: int = 0
 
     def check(self, p: str) -> None:
-        size, patch = self.data.image_size, self.model.patch_size
-        require(size % patch == 0, "data.image_size",
-                f"({size}) must be a multiple of model.patch_size ({patch}); "
-                f"try data.image_size={max(patch, size // patch * patch)}")
+        check_image_size(self.data.image_size, self.model.patch_size)
         require(self.train.batch_size % self.train.accum_steps == 0, "train.batch_size",
                 f"({self.train.batch_size}) must be divisible by train.accum_steps ({self.train.accum_steps})")

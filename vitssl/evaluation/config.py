@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from vitssl.config.schema import require
-from vitssl.config.sections import DataConfig, ModelConfig
+from vitssl.config.sections import DataConfig, ModelConfig, check_image_size
 
 
 @dataclass
@@ -133,8 +133,6 @@ class EvalConfig:
 
     def check(self, p: str) -> None:
         require(self.test_limit is None or self.test_limit >= 1, "test_limit", "must be at least 1 or null")
-        size, patch = self.data.image_size, self.model.patch_size
         if self.checkpoint == "random":
-            require(size % patch == 0, "data.image_size",
-                    f"({size}) must be a multiple of model.patch_size ({patch})")
+            check_image_size(self.data.image_size, self.model.patch_size)
 

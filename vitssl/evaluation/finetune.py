@@ -25,16 +25,17 @@ from vitssl.data.mix import mix_batch
 from vitssl.data.randaugment import rand_augment
 from vitssl.engine import checkpoint as ckpt
 from vitssl.engine.features import batches
+from vitssl.engine.job import Job
 from vitssl.engine.knn import accuracy
-from vitssl.engine.loop import Job, Loop, run
+from vitssl.engine.loop import Loop, run
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.models.vit import VisionTransformer
 
 
 def layer_decay_groups(model: VisionTransformer, weight_decay: float, layer_decay: float) -> list[dict]:
     """AdamW groups: lr scale layer_decay ** (depth + 1 - layer) (embeddings = layer 0, head = depth + 1);
-    no weight decay on biases, norms, position embedding and CLS token."""
-    depth = model.depth
+    no weight decay on biases, norms and what the encoder exempts (position embedding, CLS token)."""
+    depth, exempt = model.depth, model.no_weight_decay()
     groups: dict = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -45,17 +46,11 @@ def layer_decay_groups(model: VisionTransformer, weight_decay: float, layer_deca
             layer = int(name.split(".")[1]) + 1
         else:
             layer = depth + 1
-        decay = p.ndim > 1 and name not in ("cls_token", "pos_embed")
+        decay = p.ndim > 1 and name not in exempt
         g = groups.setdefault((layer, decay), {"params": [], "lr_scale": layer_decay ** (depth + 1 - layer),
                                                "decay": decay, "weight_decay": weight_decay if decay else 0.0})
         g["params"].append(p)
     return list(groups.values())
-
-
-def set_drop_path(model: VisionTransformer, rate: float) -> None:
-    """Stochastic depth rising linearly from 0 (first block) to `rate` (last)."""
-    for i, blk in enumerate(model.blocks):
-        blk.drop_path.p = rate * i / max(model.depth - 1, 1)
 
 
 @torch.no_grad()
@@ -128,10 +123,10 @@ class FinetuneJob(Job):
     def build(self, dataset) -> Classifier:
         ev, c = self.ev, self.c
         model = ev.encoder
-        model.reset_classifier(ev.num_classes, "token" if ev.pool == "cls" else "avg")
+        model.reset_classifier(ev.num_classes, ev.pool)
         nn.init.trunc_normal_(model.head.weight, std=2e-5)
         nn.init.zeros_(model.head.bias)
-        set_drop_path(model, c.drop_path)
+        model.set_drop_path(c.drop_path)
         d = ev.cfg.data
         return Classifier(encoder=model, num_classes=ev.num_classes, cfg=c, image_size=d.image_size, mean=d.mean,
                           std=d.std)

@@ -16,6 +16,7 @@ import yaml
 from vitssl import distributed as dist
 from vitssl.config.load import apply_overrides, merge, read_yaml
 from vitssl.config.schema import from_dict, to_dict
+from vitssl.config.sections import check_image_size
 from vitssl.data.augment import Augment
 from vitssl.data.dataset import ImageDataset, SplitScan, load_dataset, scan_dataset
 from vitssl.distributed import resolve_device
@@ -28,6 +29,7 @@ from vitssl.evaluation.config import EvalConfig
 from vitssl.evaluation.finetune import run_finetune
 from vitssl.hostmem import keep_freed_memory
 from vitssl.methods.registry import pool_of
+from vitssl.models.vit import block_indices
 
 
 def _pretrain_sections(source: str) -> dict:
@@ -69,13 +71,6 @@ def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str
     return from_dict(EvalConfig, data)
 
 
-def _block_indices(blocks: list[int], depth: int) -> list[int]:
-    for b in blocks:
-        if not -depth <= b <= depth:
-            raise ConfigError(f"config key 'features.blocks' has block {b}, but the encoder has {depth} blocks")
-    return [b - 1 if b > 0 else depth + b for b in blocks]
-
-
 def _split(n: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded (fit, val) index split of the training images."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -93,12 +88,11 @@ class Evaluation:
         self.encoder, self.info = encoders.load_encoder(cfg.checkpoint, model_cfg=cfg.model,
                                                         image_size=cfg.data.image_size, seed=cfg.seed)
         patch = self.encoder.patch_size
-        if cfg.data.image_size % patch:
-            raise ConfigError(f"config key 'data.image_size' ({cfg.data.image_size}) must be a multiple of the "
-                              f"checkpoint's patch size ({patch})")
+        check_image_size(cfg.data.image_size, patch, "the checkpoint's patch size")
         self.pool, self.pool_from = self._resolve_pool()
         depth = self.encoder.depth
-        self.blocks = list(range(depth)) if cfg.features.sweep else _block_indices(cfg.features.blocks, depth)
+        self.blocks = (list(range(depth)) if cfg.features.sweep
+                       else block_indices(cfg.features.blocks, depth, "features.blocks"))
         # everything about the data is checked on file lists and labels, before an image is decoded
         train_scan, test_scan = check_splits(cfg, protocol)
         self._note_other_holdout(test_scan)

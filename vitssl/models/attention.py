@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 
 try:  # torch >= 2.5
-    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import (
+        BlockMask,
+        create_block_mask,
+        flex_attention,
+    )
 except ImportError:  # pragma: no cover - older torch: only the SDPA path exists
     BlockMask = create_block_mask = flex_attention = None
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitssl.errors import CheckpointError
+from vitssl.errors import CheckpointError, ConfigError
 from vitssl.models.attention import attend
 from vitssl.models.pos_embed import resample_grid, sincos_2d
 
@@ -170,8 +170,8 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         n = self.grid_size[0] * self.grid_size[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n, embed_dim), requires_grad=pos_embed == "learned")
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linearly deeper
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, p) for p in dpr)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, 0.0) for _ in range(depth))
+        self.set_drop_path(drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
@@ -190,6 +190,11 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth rising linearly from 0 (first block) to `rate` (last)."""
+        for i, blk in enumerate(self.blocks):
+            blk.drop_path.p = rate * i / max(self.depth - 1, 1)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -274,9 +279,9 @@ class VisionTransformer(nn.Module):
         return attn[:, :, 0, 1:]
 
     def pool(self, tokens: torch.Tensor, how: Optional[str] = None) -> torch.Tensor:
-        """(B, 1 + N, D) -> (B, D): CLS token ('token') or mean of patch tokens ('avg')."""
+        """(B, 1 + N, D) -> (B, D): CLS token ('cls'; timm calls it 'token') or mean of patch tokens ('avg')."""
         how = how or self.global_pool
-        return tokens[:, 0] if how == "token" else tokens[:, self.num_prefix_tokens:].mean(1)
+        return tokens[:, 0] if how in ("cls", "token") else tokens[:, self.num_prefix_tokens:].mean(1)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         pooled = self.pool(tokens)
@@ -287,8 +292,9 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(x, cls_only=self.global_pool == "token"))
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A new head for `num_classes` (0: none), read from `global_pool`: 'cls' (or timm's 'token') or 'avg'."""
         if global_pool is not None:
-            self.global_pool = global_pool
+            self.global_pool = "token" if global_pool == "cls" else global_pool  # stored under timm's name
         ref = self.cls_token
         self.head = nn.Linear(self.embed_dim, num_classes).to(ref) if num_classes > 0 else nn.Identity()
 
@@ -337,3 +343,15 @@ def encoder_from_config(model_cfg, image_size: int) -> VisionTransformer:
     return VisionTransformer(img_size=image_size, patch_size=model_cfg.patch_size, embed_dim=dim, depth=depth,
                              num_heads=heads, mlp_ratio=model_cfg.mlp_ratio, drop_path_rate=model_cfg.drop_path,
                              pos_embed=model_cfg.pos_embed)
+
+
+def block_indices(blocks: Iterable[int], depth: int, key: str) -> list[int]:
+    """The config's block numbers (1..depth, or -1 = last, -2, ...) as 0-based indices, in order; a number
+    the encoder does not have is a ConfigError naming `key`. The one place the two conventions meet."""
+    out = []
+    for b in blocks:
+        if b == 0 or not -depth <= b <= depth:
+            raise ConfigError(f"config key '{key}' has block {b}, but the encoder has {depth} blocks "
+                              f"(1..{depth}, or -1 for the last)")
+        out.append(b - 1 if b > 0 else depth + b)
+    return out

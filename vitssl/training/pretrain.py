@@ -11,7 +11,8 @@ import torch
 from vitssl import distributed as dist
 from vitssl.config import Config, config_to_dict, save_config
 from vitssl.data.dataset import ImageDataset, load_dataset
-from vitssl.engine.loop import Job, Loop, run
+from vitssl.engine.job import Job
+from vitssl.engine.loop import Loop, run
 from vitssl.methods import registry
 from vitssl.models.vit import encoder_from_config
 from vitssl.training.monitor import KNNMonitor

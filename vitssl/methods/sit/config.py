@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from vitssl.config.schema import require
+from vitssl.models.vit import block_indices
 
 
 @dataclass
@@ -90,7 +91,7 @@ class SiTConfig:
     def block_indices(self, depth: int) -> list[int]:
         """0-based indices of the blocks the reconstruction head reads."""
         blocks = self.recon_blocks or [b for b in self.default_blocks if -b <= depth]
-        return sorted({b - 1 if b > 0 else depth + b for b in blocks})
+        return sorted(set(block_indices(blocks, depth, "method.recon_blocks")))
 
 
 @dataclass
