@@ -310,6 +310,17 @@ class Loop:
         fit = self.step + int(0.98 * left / per_step)  # 2 %: epoch-end checkpoints, evaluations and pictures
         return int(dist.broadcast_object(fit))
 
+    def _retime(self, timed: int, started: float, timed_from: Optional[float], bar) -> Optional[float]:
+        """Under a wall-clock budget: start the clock after the first step (allocation, warm-up), then fit
+        the schedule to the budget every 10 steps. `timed`: steps since the first. Returns the clock's start."""
+        if timed == 0:
+            return time.perf_counter()
+        if timed >= 5 and timed % 10 == 5:
+            self._fix_schedule(self._budget_steps(started, timed_from, timed), final=False)
+            bar.total = self.stop_at
+            bar.refresh()
+        return timed_from
+
     def hyperparams(self) -> tuple[float, float]:
         """(lr, weight decay) of the coming step: warm-up + cosine, and cosine."""
         o = self.job.optim
@@ -333,7 +344,7 @@ class Loop:
                    disable=not (main and log.progress), desc=job.desc)
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_ckpt, t0 = 0, time.perf_counter(), time.perf_counter(), time.perf_counter()
-        start_step = self.step
+        start_step, t_timed = self.step, None
         batch_images = job.train.batch_size
         stopped, diverged = False, None
         per_step_check = self.device.type != "cuda"  # a host sync costs nothing on the CPU: check every step
@@ -348,13 +359,8 @@ class Loop:
                         set_hyperparams(self.optimizer, lr, wd)
                         logs = self.train_step(images, labels)
                         self.step += 1
-                        timed = self.step - start_step - 1  # steps since the first (warm-up, allocation), untimed
-                        if not self.budget_fixed and timed == 0:
-                            t_timed = time.perf_counter()
-                        elif not self.budget_fixed and timed >= 5 and timed % 10 == 5:
-                            self._fix_schedule(self._budget_steps(t0, t_timed, timed), final=False)
-                            bar.total = self.stop_at
-                            bar.refresh()
+                        if not self.budget_fixed:
+                            t_timed = self._retime(self.step - start_step - 1, t0, t_timed, bar)
                         extra = after_step(self.step, self.total_steps) if after_step is not None else {}
                         for k, v in logs.items():
                             sums[k] = sums.get(k, 0.0) + v
@@ -389,17 +395,7 @@ class Loop:
                 means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
                 logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means})
         bar.close()
-        elapsed = time.perf_counter() - t0
-        summary = {"method": job.kind, "output_dir": str(self.out), "step": self.step,
-                   "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
-                   "stopped_early": stopped, "seconds": round(elapsed, 2),
-                   "images_per_s": round((self.step - start_step) * batch_images / max(elapsed, 1e-9), 2),
-                   "processes": self.world, "device": str(self.device), "precision": self.precision,
-                   "host_memory": self.host_memory,
-                   "dataset": {"name": self.dataset.name, "images": len(self.dataset)}}
-        skipped = list(self.dataset.skipped) + list(self.loader.bad.values())
-        if skipped:  # unusable images left out (data.bad_images=skip), cached or streamed
-            summary["skipped_images"] = {"count": len(skipped), "first": skipped[:5]}
+        summary = self._summary(time.perf_counter() - t0, self.step - start_step, stopped)
         if diverged is not None:
             summary.update(diverged_at_step=diverged, last_checkpoint_step=self.saved_step)
         elif main and not stopped:
@@ -415,6 +411,20 @@ class Loop:
         dist.barrier()
         if diverged is not None:
             raise VitsslError(self._divergence_advice(diverged))
+        return summary
+
+    def _summary(self, elapsed: float, steps: int, stopped: bool) -> dict:
+        """What summary.json says of every run: steps, time, speed, where it ran, the data it read."""
+        summary = {"method": self.job.kind, "output_dir": str(self.out), "step": self.step,
+                   "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
+                   "stopped_early": stopped, "seconds": round(elapsed, 2),
+                   "images_per_s": round(steps * self.job.train.batch_size / max(elapsed, 1e-9), 2),
+                   "processes": self.world, "device": str(self.device), "precision": self.precision,
+                   "host_memory": self.host_memory,
+                   "dataset": {"name": self.dataset.name, "images": len(self.dataset)}}
+        skipped = list(self.dataset.skipped) + list(self.loader.bad.values())
+        if skipped:  # unusable images left out (data.bad_images=skip), cached or streamed
+            summary["skipped_images"] = {"count": len(skipped), "first": skipped[:5]}
         return summary
 
     def _divergence_advice(self, step: int) -> str:

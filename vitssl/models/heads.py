@@ -27,11 +27,12 @@ class ProjectionHead(nn.Module):
 
     `activations` name the non-linearity after each hidden layer (the last name repeats if the head
     is deeper): SiT's official head uses ReLU after the first and GELU after the second. The last
-    BatchNorm has no affine parameters, as in MoCo v3 / SiT.
+    BatchNorm has no affine parameters, as in MoCo v3 / SiT; `last_bn=False` leaves it out (MoCo v3's
+    predictor).
     """
 
     def __init__(self, *, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 3,
-                 activations: Sequence[str] = ("relu", "gelu")):
+                 activations: Sequence[str] = ("relu", "gelu"), last_bn: bool = True):
         super().__init__()
         if not activations or any(a not in ACTIVATIONS for a in activations):
             raise ValueError(f"activations must name some of {', '.join(ACTIVATIONS)}, got {list(activations)}")
@@ -39,7 +40,9 @@ class ProjectionHead(nn.Module):
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             last = i == num_layers - 1
-            layers += [nn.Linear(a, b, bias=False), SyncBatchNorm1d(b, affine=not last)]
+            layers.append(nn.Linear(a, b, bias=False))
+            if last_bn or not last:
+                layers.append(SyncBatchNorm1d(b, affine=not last))
             if not last:
                 layers.append(ACTIVATIONS[activations[min(i, len(activations) - 1)]]())
         self.mlp = nn.Sequential(*layers)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from vitssl import distributed as dist
 from vitssl.engine.schedules import cosine
+from vitssl.models.vit import DropPath
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A momentum teacher's start: a copy of `module` without gradients and without stochastic depth."""
+    teacher = copy.deepcopy(module)
+    for m in teacher.modules():
+        if isinstance(m, DropPath):
+            m.p = 0.0
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def teacher_momentum(step: int, total: int, start: float, end: float) -> float:

@@ -7,17 +7,15 @@ clean view. With `contrastive: false` there is no teacher: that is pure GMML.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import ema_update, info_nce, teacher_momentum
+from vitssl.methods.common.momentum import ema_update, frozen_copy, info_nce, teacher_momentum
 from vitssl.methods.sit.config import GMMLConfig, SiTConfig
 from vitssl.methods.sit.corruption import gmml_corrupt
 from vitssl.models.heads import PixelHead, ProjectionHead
-from vitssl.models.vit import DropPath, VisionTransformer
+from vitssl.models.vit import VisionTransformer
 
 
 class SiT(Method):
@@ -34,13 +32,7 @@ class SiT(Method):
         if self.contrastive:
             self.proj_head = ProjectionHead(in_dim=encoder.embed_dim, hidden_dim=cfg.proj_hidden, out_dim=cfg.proj_dim,
                                             num_layers=cfg.proj_layers, activations=cfg.proj_act)
-            self.teacher_encoder = copy.deepcopy(encoder)
-            self.teacher_head = copy.deepcopy(self.proj_head)
-            for m in self.teacher_encoder.modules():  # the teacher has no stochastic depth
-                if isinstance(m, DropPath):
-                    m.p = 0.0
-            for p in self.teacher_parameters():
-                p.requires_grad_(False)
+            self.teacher_encoder, self.teacher_head = frozen_copy(encoder), frozen_copy(self.proj_head)
         self.momentum = cfg.momentum
 
     def teacher_parameters(self):
