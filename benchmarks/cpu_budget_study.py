@@ -33,6 +33,7 @@ ENTRIES = {
     "random": (None, ["model.pos_embed=learned"]),  # read with mean pooling (as MAE and RandSAC are)
     "random:cls": (None, ["model.pos_embed=learned", "features.pool=cls"]),  # read as SiT and GMML are
     "mae": ("cpu/mae_cifar10", []),
+    "mocov3": ("cpu/mocov3_cifar10", []),
     "gmml": ("cpu/gmml_cifar10", []),
     "sit": ("cpu/sit_cifar10", []),
     "randsac": ("cpu/randsac_cifar10", []),

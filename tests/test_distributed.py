@@ -14,7 +14,7 @@ from tests.conftest import ROOT, tiny_overrides
 from vitssl.distributed import SyncBatchNorm1d, resolve_device
 from vitssl.engine import checkpoint as ckpt
 from vitssl.errors import ConfigError
-from vitssl.methods.sit.method import info_nce
+from vitssl.methods.common.momentum import info_nce
 
 
 def test_resolve_device(monkeypatch):

@@ -21,7 +21,7 @@ NAMES = registry.names()
 
 
 def test_the_toy_and_every_built_in_method_are_registered():
-    assert {"sit", "gmml", "mae", "randsac", "toy"} <= set(NAMES)
+    assert {"sit", "gmml", "mae", "randsac", "mocov3", "toy"} <= set(NAMES)
 
 
 def build(name: str):
@@ -97,7 +97,7 @@ def test_a_class_that_breaks_the_contract_is_refused():
 def test_an_unknown_method_names_the_known_ones():
     from vitssl.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="'method.name' must be one of .*gmml, mae, randsac, sit.*got 'simclr'"):
+    with pytest.raises(ConfigError, match="'method.name' must be one of .*gmml.*mae.*randsac.*sit.*got 'simclr'"):
         load_config(None, ["method.name=simclr"])
 
 

@@ -2,8 +2,9 @@
 
 from vitssl.methods import registry
 from vitssl.methods.mae import MAE
+from vitssl.methods.mocov3 import MoCoV3
 from vitssl.methods.randsac import RandSAC
 from vitssl.methods.sit import GMML, SiT
 
-for _cls in (SiT, GMML, RandSAC, MAE):
+for _cls in (SiT, GMML, RandSAC, MAE, MoCoV3):
     registry.register(_cls)
