@@ -34,6 +34,7 @@ ENTRIES = {
     "random:cls": (None, ["model.pos_embed=learned", "features.pool=cls"]),  # read as SiT and GMML are
     "mae": ("cpu/mae_cifar10", []),
     "mocov3": ("cpu/mocov3_cifar10", []),
+    "dino": ("cpu/dino_cifar10", []),
     "gmml": ("cpu/gmml_cifar10", []),
     "sit": ("cpu/sit_cifar10", []),
     "randsac": ("cpu/randsac_cifar10", []),

@@ -12,7 +12,7 @@ Each setting is one encoder; every method runs on it with its own shipped config
 MAE at 224: the paper's 8 x 512 decoder). "supervised" is the plain step for comparison: the
 encoder and a linear classifier on the un-augmented batch.
 
-python benchmarks/pretrain_throughput.py [--device cpu] [--methods sit gmml randsac mae mocov3 supervised] [--repeat 3]
+python benchmarks/pretrain_throughput.py [--device cpu] [--methods sit gmml randsac mae mocov3 dino supervised] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ MAE_224 = ["model.arch=vit_small", "model.patch_size=16", "data.image_size=224",
 SETTINGS = [  # name, batch, {method: (config, overrides)}
     ("ViT-T/4 @ 32", 128, {"sit": ("sit_cifar10", []), "gmml": ("gmml_cifar10", []),
                            "randsac": ("randsac_cifar10", []), "mae": ("mae_cifar10", []),
-                           "mocov3": ("mocov3_cifar10", []), "supervised": ("gmml_cifar10", [])}),
+                           "mocov3": ("mocov3_cifar10", []), "dino": ("dino_cifar10", []),
+                           "supervised": ("gmml_cifar10", [])}),
     ("ViT-S/16 @ 192", 32, {"randsac": ("randsac/square_192", [])}),
     ("ViT-S/16 @ 224", 32, {"sit": ("sit_224", []), "gmml": ("sit_224", ["method.name=gmml"]),
                             "randsac": ("randsac_224", []), "mae": ("mae_cifar10", MAE_224),
-                            "mocov3": ("mocov3_224", []), "supervised": ("sit_224", [])}),
+                            "mocov3": ("mocov3_224", []), "dino": ("dino_224", []), "supervised": ("sit_224", [])}),
 ]
 
 
@@ -145,7 +146,7 @@ def run_row(setting: str, method_name: str, dev: torch.device, precision: str, r
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", type=device, choices=["cpu", "cuda"])
-    ap.add_argument("--methods", nargs="+", default=["sit", "gmml", "randsac", "mae", "mocov3", "supervised"])
+    ap.add_argument("--methods", nargs="+", default=["sit", "gmml", "randsac", "mae", "mocov3", "dino", "supervised"])
     ap.add_argument("--settings", nargs="+", default=[s[0] for s in SETTINGS], help="names as in SETTINGS")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
