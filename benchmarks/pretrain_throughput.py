@@ -70,6 +70,9 @@ class Supervised(torch.nn.Module):
         super().__init__()
         self.encoder, self.head = encoder, torch.nn.Linear(encoder.embed_dim, classes)
 
+    def no_weight_decay(self) -> set[str]:
+        return set()  # the loop's rule alone, as for SiT
+
     def forward(self, images):
         x = images.float().div(255)
         logits = self.head(self.encoder.forward_features(x)[:, 0])
