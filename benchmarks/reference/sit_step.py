@@ -20,7 +20,7 @@ from unittest import mock
 
 import torch
 
-from vitssl.methods.sit.method import teacher_momentum
+from vitssl.methods.common.momentum import teacher_momentum
 from vitssl.models.vit import Block
 
 

@@ -8,7 +8,7 @@ from tests.conftest import TINY_MODEL
 from vitssl.config import load_config
 from vitssl.errors import ConfigError
 from vitssl.methods import registry
-from vitssl.methods.sit.method import info_nce, teacher_momentum
+from vitssl.methods.common.momentum import info_nce, teacher_momentum
 
 
 def build(*extra):

@@ -2,7 +2,7 @@
 
 uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several views) -> normalised
 float (B, 3, s, s). Every parameter is drawn per image from the global torch RNG of the device
-(checkpointed by the trainer, so resumed runs repeat it exactly).
+(checkpointed by the loop, so resumed runs repeat it exactly).
 
 - random resized crop and horizontal flip: one `grid_sample` (bicubic, as the official SiT and MAE
   crops, or bilinear) on a grid built from two vectors per image;

@@ -1,4 +1,4 @@
-"""Datasets as the trainer sees them: uint8 square images, decoded once when they fit in memory.
+"""Datasets as the training loop sees them: uint8 square images, decoded once when they fit in memory.
 
 Sources: the built-in synthetic set, CIFAR pickles, and image folders. Small datasets are decoded
 once into a (N, 3, S, S) uint8 tensor that is also kept on disk for the next run; large ones are

@@ -31,7 +31,7 @@ def fused_ok(device: torch.device) -> bool:
 
 
 def build_optimizer(model: nn.Module, cfg, device: torch.device, exempt: Iterable[str] = ()) -> torch.optim.AdamW:
-    """`cfg` is an OptimConfig; lr and weight decay are set every step by the trainer."""
+    """`cfg` is an OptimConfig; lr and weight decay are set every step by the loop."""
     groups = param_groups(model, cfg.no_decay, exempt)
     return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              weight_decay=cfg.weight_decay, fused=fused_ok(device))

@@ -103,7 +103,7 @@ def _batched_like(mask, x: torch.Tensor) -> bool:
 
 
 class Block(nn.Module):
-    compile_unit = True  # the trainer compiles these one by one under train.compile
+    compile_unit = True  # the loop compiles these one by one under train.compile
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float):
         super().__init__()

@@ -1,1 +1,1 @@
-"""The method-agnostic training loop and what it needs: optimiser, schedules, checkpoints, logs."""
+"""Pre-training: a method and its data on the engine's loop (pretrain.py), and the online k-NN monitor."""

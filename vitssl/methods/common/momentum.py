@@ -35,6 +35,16 @@ def ema_update(teacher: list[torch.Tensor], student: list[torch.Tensor], momentu
     torch._foreach_lerp_(teacher, [p.detach() for p in student], 1.0 - momentum)
 
 
+@torch.no_grad()
+def momentum_step(teachers: list[nn.Module], students: list[nn.Module], step: int, total: int, start: float,
+                  end: float) -> float:
+    """After an optimiser step: move each teacher module toward its student by EMA at the momentum of
+    `step`; returns that momentum (to log)."""
+    m = teacher_momentum(step, total, start, end)
+    ema_update([p for t in teachers for p in t.parameters()], [p for s in students for p in s.parameters()], m)
+    return m
+
+
 def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
     """InfoNCE of local queries (B, E) against keys gathered from every process (W*B, E); scaled by 2*tau."""
     q = F.normalize(query.float(), dim=1)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from vitssl import distributed as dist
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import ema_update, frozen_copy, teacher_momentum
+from vitssl.methods.common.momentum import frozen_copy, momentum_step
 from vitssl.methods.dino.config import DINOConfig
 from vitssl.methods.dino.head import DINOHead
 from vitssl.models.vit import VisionTransformer
@@ -97,9 +97,9 @@ class DINO(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        m = teacher_momentum(step, total_steps, self.cfg.momentum, self.cfg.momentum_end)
-        ema_update(self.teacher_parameters(), list(self.encoder.parameters()) + list(self.head.parameters()), m)
-        self.momentum = m
+        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.head]
+        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
+                                          self.cfg.momentum_end)
         self.progress.fill_(step / max(total_steps, 1))
         return {"momentum": m}
 

@@ -1,6 +1,6 @@
 """MAE: the encoder sees a random 25 % of the patches; a light decoder rebuilds the rest (pixels).
 
-The baseline of both papers' tables, on the same encoder, data pipeline and trainer as SiT and
+The baseline of both papers' tables, on the same encoder, data pipeline and training loop as SiT and
 RandSAC. Masking is one batched argsort of noise per image; the encoder runs on visible tokens only.
 """
 

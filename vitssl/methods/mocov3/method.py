@@ -11,7 +11,7 @@ import torch
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import ema_update, frozen_copy, info_nce, teacher_momentum
+from vitssl.methods.common.momentum import frozen_copy, info_nce, momentum_step
 from vitssl.methods.mocov3.config import MoCoV3Config
 from vitssl.models.heads import ProjectionHead
 from vitssl.models.vit import VisionTransformer
@@ -63,9 +63,9 @@ class MoCoV3(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        m = teacher_momentum(step, total_steps, self.cfg.momentum, self.cfg.momentum_end)
-        ema_update(self.teacher_parameters(), list(self.encoder.parameters()) + list(self.proj_head.parameters()), m)
-        self.momentum = m
+        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.proj_head]
+        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
+                                          self.cfg.momentum_end)
         return {"momentum": m}
 
     @torch.no_grad()

@@ -32,7 +32,7 @@ class CrossAttention(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    compile_unit = True  # the trainer compiles these one by one under train.compile
+    compile_unit = True  # the loop compiles these one by one under train.compile
 
     def __init__(self, dim: int, mem_dim: int, num_heads: int, mlp_ratio: float):
         super().__init__()

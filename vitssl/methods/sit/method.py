@@ -11,7 +11,7 @@ import torch
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import ema_update, frozen_copy, info_nce, teacher_momentum
+from vitssl.methods.common.momentum import frozen_copy, info_nce, momentum_step
 from vitssl.methods.sit.config import GMMLConfig, SiTConfig
 from vitssl.methods.sit.corruption import gmml_corrupt
 from vitssl.models.heads import PixelHead, ProjectionHead
@@ -106,9 +106,9 @@ class SiT(Method):
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
         if not self.contrastive:
             return {}
-        m = teacher_momentum(step, total_steps, self.cfg.momentum, self.cfg.momentum_end)
-        ema_update(self.teacher_parameters(), list(self.encoder.parameters()) + list(self.proj_head.parameters()), m)
-        self.momentum = m
+        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.proj_head]
+        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
+                                          self.cfg.momentum_end)
         return {"momentum": m}
 
     @torch.no_grad()
