@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from vitssl.data.synthetic import make_synthetic
 from vitssl.distributed import resolve_device
 from vitssl.errors import ConfigError
+from vitssl.machine import describe
 
 RESULTS = Path(os.environ.get("VITSSL_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")  # tests redirect it
 
@@ -33,19 +32,7 @@ def device(name: str) -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "date": date.today().isoformat()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
+    return describe()
 
 
 def timeit(fn, *, warmup: int = 1, repeat: int = 3, sync=None) -> float:

@@ -24,9 +24,9 @@ from pretrain_throughput import step_fn  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
 from vitssl.data.loader import BatchLoader  # noqa: E402
+from vitssl.engine.optim import build_optimizer  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.engine.optim import build_optimizer  # noqa: E402
 
 
 def main() -> None:

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import count_flops, device, timeit, write  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
+from vitssl.engine.optim import build_optimizer, clip_gradients  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
 from vitssl.models.vit import encoder_from_config  # noqa: E402
-from vitssl.engine.optim import build_optimizer, clip_gradients  # noqa: E402
 
 MAE_224 = ["model.arch=vit_small", "model.patch_size=16", "data.image_size=224", "method.decoder_dim=512",
            "method.decoder_depth=8", "method.decoder_heads=16"]

@@ -35,13 +35,13 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device, run_rows, write, write_jpegs  # noqa: E402
 from reference.sit_data import ReferenceImages, make_collate  # noqa: E402
-from reference.sit_step import research_code_model, reference_optimizer, reference_step  # noqa: E402
+from reference.sit_step import reference_optimizer, reference_step, research_code_model  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.dataset import load_dataset  # noqa: E402
+from vitssl.engine.optim import build_optimizer, clip_gradients  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.engine.optim import build_optimizer, clip_gradients  # noqa: E402
 
 
 def timed(step, batches, steps: int, warmup: int, sync) -> float:

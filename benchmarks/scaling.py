@@ -26,9 +26,9 @@ from common import RESULTS, device, timeit, write  # noqa: E402
 from pretrain_throughput import step_fn  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
+from vitssl.engine.optim import build_optimizer  # noqa: E402
 from vitssl.hostmem import keep_freed_memory  # noqa: E402
 from vitssl.methods import registry  # noqa: E402
-from vitssl.engine.optim import build_optimizer  # noqa: E402
 
 CONFIGS = {"sit": "sit_cifar10", "gmml": "gmml_cifar10", "mae": "mae_cifar10", "randsac": "randsac_cifar10"}
 BASE = {"batch": 64, "image_size": 32, "depth": 12}

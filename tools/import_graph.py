@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "vitssl"
-BASE = {"errors", "distributed", "hostmem", "__init__", "__main__"}  # modules every layer may use
+BASE = {"errors", "distributed", "hostmem", "machine", "__init__", "__main__"}  # modules every layer may use
 # what each layer may import, besides BASE and itself; methods.<name> may import methods.common and
 # methods itself (the contract and registry), never another methods.<name>
 ALLOWED = {
@@ -30,7 +30,8 @@ ALLOWED = {
     "methods": {"models", "data", "config", "engine"},
     "training": {"models", "data", "config", "engine", "methods"},
     "evaluation": {"models", "data", "config", "engine", "methods"},
-    "cli": {"models", "data", "config", "engine", "methods", "training", "evaluation"},
+    "study": {"models", "data", "config", "engine", "methods", "training", "evaluation"},
+    "cli": {"models", "data", "config", "engine", "methods", "training", "evaluation", "study"},
     "__main__": {"cli"},
     "__init__": {"methods"},  # the composition root: importing vitssl registers the built-in methods
 }

@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   vitssl eval fewshot --checkpoint model.safetensors data.root=~/other_dataset   # transfer
   vitssl export runs/sit-20261123-101500 --out sit_tiny.safetensors
   vitssl report runs/sit-20261123-101500 runs/randsac-20261123-120000 --out report
+  vitssl study benchmarks/studies/toy.yaml --dry-run   # the plan and its estimated time; without --dry-run: run it
 """
 
 
@@ -97,6 +98,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from vitssl.study.runner import StudyStopped, run_study
+    from vitssl.study.spec import read_study
+
+    try:
+        run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet)
+    except StudyStopped as e:
+        print(f"study stopped during stage {e}; what was done is kept: `vitssl study {args.study}` continues it",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitssl", description="Self-supervised pre-training of Vision Transformers.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="report", help="output folder (default: report)")
     rep.add_argument("--images", type=int, default=6, help="images in the attention pictures")
     rep.set_defaults(func=cmd_report)
+    st = sub.add_parser("study", help="pre-train entries x datasets x seeds and evaluate them: one table, plots",
+                        epilog="The study file's format: python -c 'import vitssl.study.spec as s; help(s)' or the "
+                               "README. Rerunning the same command skips finished stages and resumes interrupted ones.")
+    st.add_argument("study", metavar="STUDY.yaml")
+    st.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, run nothing")
+    st.add_argument("--quiet", action="store_true", help="no per-stage progress bars (the study's own lines stay)")
+    st.set_defaults(func=cmd_study)
     met = sub.add_parser("methods", help="list the pre-training methods")
     met.set_defaults(func=cmd_methods)
     return p

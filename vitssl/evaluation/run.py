@@ -32,6 +32,13 @@ from vitssl.methods.registry import pool_of
 from vitssl.models.vit import block_indices
 
 
+def sections_of(pre: dict) -> dict:
+    """The evaluation defaults a pre-training config (a dict) gives: its data (all of each split, no
+    download) and its model."""
+    data = {k: v for k, v in (pre.get("data") or {}).items() if k not in ("limit", "split", "download")}
+    return {"data": data, "model": pre.get("model") or {}}
+
+
 def _pretrain_sections(source: str) -> dict:
     """The data and model sections a checkpoint was pre-trained with (defaults for the evaluation)."""
     if source == "random":
@@ -40,9 +47,7 @@ def _pretrain_sections(source: str) -> dict:
     cfg_file = path.parent.parent / "config.yaml" if path.parent.name == "checkpoints" else None
     if cfg_file is None or not cfg_file.is_file():
         return {}
-    pre = read_yaml(cfg_file)
-    data = {k: v for k, v in (pre.get("data") or {}).items() if k not in ("limit", "split", "download")}
-    return {"data": data, "model": pre.get("model") or {}}
+    return sections_of(read_yaml(cfg_file))
 
 
 def _like_sections(run: str) -> dict:

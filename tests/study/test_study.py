@@ -1,0 +1,149 @@
+"""`vitssl study`: a toy study runs, is killed mid-stage, resumes to the same table, skips what is done,
+reruns only what changed; the dry run's plan; one-line errors before anything runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.training.test_failures import one_line
+from vitssl.cli.main import main
+from vitssl.errors import ConfigError
+from vitssl.study.spec import Budget, read_study
+
+PRETRAIN = {"model.patch_size": 8, "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,
+            "method.proj_hidden": 32, "method.proj_dim": 16, "train.batch_size": 16, "optim.warmup_epochs": 0,
+            "log.knn_every": 0, "log.images_every": 0, "log.tensorboard": False, "data.num_workers": 0}
+
+
+def toy_study(tmp_path: Path, name: str = "toy", epochs=(2, 40), **changes) -> Path:
+    study = {"name": name, "output_dir": str(tmp_path / name), "seeds": [0],
+             "datasets": {"synth": {"synthetic_train": 128, "synthetic_test": 64, "image_size": 16}},
+             "budget": {"epochs": list(epochs)}, "pretrain": PRETRAIN, "eval": {"features.batch_size": 64},
+             "entries": {"sit": "quickstart", "random": {"like": "sit"}},
+             "protocols": {"knn": {"knn.k": 5}, "linear": {"linear.epochs": 3}}}
+    study.update(changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def table(out: Path) -> list[tuple]:
+    res = json.loads((out / "results.json").read_text())
+    return sorted((s["entry"], s["protocol"], s["pretrain_epoch"], s["mean"], s.get("pretrain_steps")) for s in res["summary"])
+
+
+def stamps(out: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in (out / "stages").rglob("stage.json")}
+
+
+def test_a_study_killed_mid_stage_resumes_to_the_same_table_and_skips_what_is_done(tmp_path, capsys):
+    ref = toy_study(tmp_path, "ref")
+    assert main(["study", str(ref), "--quiet"]) == 0
+    expected = table(tmp_path / "ref")
+    # sit pre-trained (epochs 2 and 40), random init: k-NN and linear of each
+    assert [(e, p, ep) for e, p, ep, *_ in expected] == [("random", "knn", 0), ("random", "linear", 0),
+                                                          ("sit", "knn", 2), ("sit", "knn", 40.0),
+                                                          ("sit", "linear", 2), ("sit", "linear", 40.0)]
+    md = (tmp_path / "ref" / "results.md").read_text()
+    assert "| sit | epochs 2, 40 | 320 |" in md and "Against pre-training epochs" in md
+    assert (tmp_path / "ref" / "bars.png").is_file() and (tmp_path / "ref" / "epochs.png").is_file()
+    assert len(list((tmp_path / "ref" / "configs").glob("*.yaml"))) == 7  # 1 pre-training + 6 evaluations
+
+    # the same study, stopped by Ctrl-C, then killed (SIGKILL: nothing saved on the way out), during its pre-training
+    path = toy_study(tmp_path, "killed")
+    out = tmp_path / "killed"
+    pre = out / "stages" / "sit" / "synth" / "seed0" / "pretrain"
+    for sig, epoch in ((signal.SIGINT, 2), (signal.SIGKILL, 6)):
+        proc = subprocess.Popen([sys.executable, "-m", "vitssl", "study", str(path), "--quiet"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not (pre / "checkpoints" / f"epoch_{epoch:04d}.pt").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate()
+        assert not (pre / "summary.json").exists() or json.loads((pre / "summary.json").read_text())["stopped_early"], \
+            "the signal came after the stage ended: the test proves nothing"
+        assert json.loads((pre / "stage.json").read_text())["status"] == "running"
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130 and "study stopped during stage sit/synth/seed0/pretrain" in err, err
+            assert "Traceback" not in err
+
+    res = subprocess.run([sys.executable, "-m", "vitssl", "study", str(path), "--quiet"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert "sit/synth/seed0/pretrain" in res.stdout and "resume" in res.stdout
+    assert table(out) == expected
+
+    before = stamps(out)
+    res = subprocess.run([sys.executable, "-m", "vitssl", "study", str(path), "--quiet"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert "0 of 7 stages to run" in res.stdout and stamps(out) == before and table(out) == expected
+
+    # a changed protocol setting reruns that protocol's stages only; the old folders are kept aside
+    toy_study(tmp_path, "killed", protocols={"knn": {"knn.k": 5}, "linear": {"linear.epochs": 4}})
+    capsys.readouterr()
+    assert main(["study", str(path), "--quiet"]) == 0
+    plan = capsys.readouterr().out
+    assert "3 of 7 stages to run" in plan
+    after = {k: v for k, v in stamps(out).items() if "replaced" not in k}
+    assert after.keys() == before.keys()
+    assert {k for k in after if after[k] != before[k]} == {k for k in after if "/linear" in k}
+    assert len(list(out.glob("stages/*/synth/seed0/linear*.replaced-1"))) == 3
+
+
+def test_dry_run_prints_the_plan_with_estimates_and_runs_nothing(tmp_path, capsys):
+    path = toy_study(tmp_path, seeds=[0, 1], budget={"steps": 5},
+                     protocols={"knn": {}, "finetune": {"finetune.epochs": 1}})
+    assert main(["study", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    labels = [line.split()[0] for line in out.splitlines() if line.startswith("  sit/") or line.startswith("  random/")]
+    assert labels == ["sit/synth/seed0/pretrain", "sit/synth/seed0/knn", "sit/synth/seed0/finetune",
+                      "sit/synth/seed1/pretrain", "sit/synth/seed1/knn", "sit/synth/seed1/finetune",
+                      "random/synth/seed0/knn", "random/synth/seed0/finetune", "random/synth/seed1/knn",
+                      "random/synth/seed1/finetune"]
+    assert "(5 steps)" in out and "10 of 10 stages to run, estimated" in out
+    assert not (tmp_path / "toy").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"entries": {"sit": "no_such_config"}}, "config file 'no_such_config' does not exist"),
+    ({"datasets": {"mine": {"root": "/no/such/folder"}}}, "/no/such/folder"),
+    ({"protocols": {"knn": {}, "probe": {}}}, "study protocol 'probe' is unknown"),
+    ({"protocols": {"linear": {"linear.epoch": 3}}}, "epoch"),
+    ({"entries": {"sit": "quickstart", "r": {"like": "mae"}}}, "like: 'mae' must name another entry"),
+    ({"budget": {"hours": 2}}, "study key 'budget' must be one of"),
+    ({"seed": [0]}, "study key 'seed' is unknown"),
+])
+def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, change, message):
+    path = toy_study(tmp_path, **change) if "seed" not in change else None
+    if path is None:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({"seed": [0], "entries": {"a": None}, "protocols": {"knn": {}}}))
+    assert main(["study", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and message in err, err
+    assert not (tmp_path / "toy").exists()
+
+
+def test_budgets_and_entries_are_read_as_written(tmp_path):
+    path = toy_study(tmp_path, budget={"epochs": 30}, entries={
+        "a": {"config": "cpu/sit_cifar10", "overrides": ["optim.base_lr=1e-3"], "budget": {"epochs": [30, 10, 20]}},
+        "b": {"config": "quickstart", "budget": {"minutes": 5}}, "c": None, "d": {"like": "a"}})
+    s = read_study(path)
+    a, b, c, d = s.entries
+    assert a.budget == Budget(epochs=(10, 20, 30)) and "log.checkpoint_every=10" in a.budget.overrides()
+    assert b.budget.kind == "minutes" and c.config is None and c.budget is None and s.budget == Budget(epochs=(30,))
+    assert d.random and d.config == "cpu/sit_cifar10" and d.overrides == ["optim.base_lr=1e-3"]
+    with pytest.raises(ConfigError, match="entry name"):
+        read_study(toy_study(tmp_path, entries={"a/b": "quickstart"}))

@@ -1,0 +1,111 @@
+"""How long each stage will take, from step rates measured on this machine: a few training steps of
+each pre-training's method, a few forward (and forward + backward) passes of each encoder shape, on
+random batches of the configured sizes. Data decoding (once, cached) is not counted."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+from vitssl.config.load import build_config
+from vitssl.methods import registry
+from vitssl.models.vit import encoder_from_config
+from vitssl.study.plan import Stage
+
+TIMED_BATCH = 32  # timed on batches of at most this many images, per image after that
+
+
+def _seconds_per_call(fn: Callable[[], None], calls: int = 2) -> float:
+    fn()  # warm-up: allocation, first-call costs
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls
+
+
+class Rates:
+    """Measured seconds per image, memoised per configuration."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.memo: dict[str, float] = {}
+
+    def _memo(self, key: str, measure: Callable[[], float]) -> float:
+        if key not in self.memo:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                self.memo[key] = measure()
+        return self.memo[key]
+
+    def pretrain(self, config: dict) -> float:
+        """Seconds per pre-training image (one method step, forward + backward + AdamW)."""
+        cfg = build_config(config)
+        batch = min(cfg.train.batch_size, TIMED_BATCH)
+        key = repr(("pretrain", config["method"], config["model"], cfg.data.image_size, batch))
+
+        def measure() -> float:
+            task = registry.get(cfg.method.name).build(cfg).to(self.device)
+            task.train()
+            params = [p for p in task.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=1e-6)
+            size = cfg.data.resolved_store_size
+            images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=self.device)
+            labels = torch.zeros(batch, dtype=torch.long, device=self.device)
+
+            def step() -> None:
+                opt.zero_grad(set_to_none=True)
+                task(images, labels)["loss"].backward()
+                opt.step()
+
+            return _seconds_per_call(step) / batch
+
+        return self._memo(key, measure)
+
+    def encoder(self, model: dict, image_size: int, backward: bool) -> float:
+        """Seconds per image through the encoder: inference (features) or training (fine-tuning)."""
+        key = repr(("encoder", model, image_size, backward))
+
+        def measure() -> float:
+            from vitssl.config.schema import from_dict
+            from vitssl.config.sections import ModelConfig
+
+            enc = encoder_from_config(from_dict(ModelConfig, model, "model"), image_size).to(self.device)
+            x = torch.randn(TIMED_BATCH, 3, image_size, image_size, device=self.device)
+
+            def fwd() -> None:
+                with torch.no_grad():
+                    enc.forward_features(x)
+
+            def fwd_bwd() -> None:
+                enc.forward_features(x).float().mean().backward()
+
+            return _seconds_per_call(fwd_bwd if backward else fwd) / TIMED_BATCH
+
+        return self._memo(key, measure)
+
+
+def estimate(stage: Stage, rates: Rates) -> float:
+    """Estimated seconds for one stage."""
+    c = stage.config
+    if stage.kind == "pretrain":
+        b = stage.budget
+        if b is not None and b.kind == "minutes":
+            return b.minutes * 60
+        steps_per_epoch = max(1, math.ceil(stage.images / c["train"]["batch_size"]))
+        steps = c["train"]["epochs"] * steps_per_epoch
+        if c["train"].get("max_steps"):
+            steps = min(steps, c["train"]["max_steps"])
+        return steps * c["train"]["batch_size"] * rates.pretrain(c)
+    model, size = stage.source.config["model"] if stage.source else c["model"], c["data"]["image_size"]
+    infer = rates.encoder(model, size, backward=False)
+    if stage.kind == "finetune":
+        f = c["finetune"]
+        train = f["epochs"] * stage.images * rates.encoder(model, size, backward=True)
+        if f.get("max_minutes"):
+            train = min(train, f["max_minutes"] * 60)
+        tests = max(1, f["epochs"] // max(1, f.get("eval_every") or 1))
+        return train + tests * stage.test_images * infer
+    return (stage.images + stage.test_images) * infer  # features of both splits (an upper bound: they are cached)

@@ -1,0 +1,189 @@
+"""A study's results: one row per evaluation, mean +- std over seeds, a Markdown table, plots
+(method x protocol bars with their spread; accuracy against pre-training epochs) and every stage's
+resolved config."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from vitssl.machine import describe
+from vitssl.study.plan import Stage
+from vitssl.study.spec import Study
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def rows_of(stages: list[Stage]) -> list[dict]:
+    """One row per finished evaluation."""
+    rows = []
+    for st in stages:
+        if st.kind == "pretrain" or not (st.folder / "results.json").is_file():
+            continue
+        r = _read(st.folder / "results.json")
+        row = {"entry": st.entry.name, "dataset": st.dataset, "seed": st.seed, "protocol": st.kind,
+               "accuracy": round(r["accuracy"], 3), "features": r.get("features"), "pool": r.get("pool"),
+               "test_images": r.get("test_images"), "train_images": r.get("train_images"), "folder": str(st.folder)}
+        if st.source is None:
+            row.update(pretrain="random init", pretrain_epoch=0)
+        else:
+            s = _read(st.source.folder / "summary.json")
+            row.update(pretrain=st.source.budget.describe() if st.source.budget else "config",
+                       pretrain_epoch=st.epoch if st.epoch is not None else round(s["epoch"], 3),
+                       pretrain_steps=s["step"], pretrain_minutes=round(s["seconds"] / 60, 2), final=st.epoch is None)
+        if st.epoch is None:
+            row["final"] = True
+        if st.kind == "finetune":
+            row.update(finetune_epochs=r.get("epochs_run"), finetune_steps=r.get("steps"))
+        rows.append(row)
+    return rows
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean +- sample std over seeds per (entry, dataset, protocol, pre-training epoch)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["entry"], r["dataset"], r["protocol"], r["pretrain_epoch"], r.get("final", False))].append(r)
+    out = []
+    for (entry, dataset, protocol, epoch, final), rs in groups.items():
+        m, s = mean_std([r["accuracy"] for r in rs])
+        item = {"entry": entry, "dataset": dataset, "protocol": protocol, "pretrain_epoch": epoch, "final": final,
+                "mean": round(m, 2), "std": round(s, 2), "seeds": sorted(r["seed"] for r in rs)}
+        steps = [r["pretrain_steps"] for r in rs if "pretrain_steps" in r]
+        if steps and final:
+            item["pretrain_steps"] = round(sum(steps) / len(steps))
+            item["pretrain_minutes"] = round(sum(r["pretrain_minutes"] for r in rs) / len(rs), 2)
+        out.append(item)
+    return out
+
+
+def _cell(item: dict | None) -> str:
+    if item is None:
+        return "–"
+    spread = f" ± {item['std']:.2f}" if len(item["seeds"]) > 1 else ""
+    return f"{item['mean']:.2f}{spread} ({len(item['seeds'])})"
+
+
+def markdown(study: Study, summary: list[dict], meta: dict) -> str:
+    m = meta["machine"]
+    lines = [f"# Study {study.name}", "",
+             f"`{meta['command']}` — {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+             + (f", {m['gpu']}" if m.get("gpu") else "") + f", {m['date']}.", "",
+             f"Accuracy in % on each dataset's test split: mean ± sample std over seeds (number of seeds). "
+             f"Seeds: {', '.join(map(str, study.seeds))}. Stage folders under `{study.output_dir}/stages/`.", ""]
+    protocols = list(study.protocols)
+    budgets = {e.name: ("random init" if e.random else (e.budget or study.budget).describe()
+                        if (e.budget or study.budget) else "the config's") for e in study.entries}
+    for dataset in study.datasets:
+        finals = {(s["entry"], s["protocol"]): s for s in summary if s["dataset"] == dataset and s["final"]}
+        lines += [f"## {dataset}", "", "| entry | pre-training | steps | minutes | " + " | ".join(protocols) + " |",
+                  "|---" * (4 + len(protocols)) + "|"]
+        for e in study.entries:
+            first = next((finals[(e.name, p)] for p in protocols if (e.name, p) in finals), {})
+            lines.append(f"| {e.name} | {budgets[e.name]} | {first.get('pretrain_steps', '–')} | "
+                         f"{first.get('pretrain_minutes', '–')} | "
+                         + " | ".join(_cell(finals.get((e.name, p))) for p in protocols) + " |")
+        curve = [s for s in summary if s["dataset"] == dataset and (not s["final"] or len(_epochs(summary, s)) > 1)]
+        epochs = sorted({s["pretrain_epoch"] for s in curve})
+        if len(epochs) > 1:
+            lines += ["", f"Against pre-training epochs ({dataset}):", "",
+                      "| entry | protocol | " + " | ".join(f"ep {e:g}" for e in epochs) + " |",
+                      "|---" * (2 + len(epochs)) + "|"]
+            for e in study.entries:
+                for p in protocols:
+                    by = {s["pretrain_epoch"]: s for s in curve if s["entry"] == e.name and s["protocol"] == p}
+                    if by:
+                        lines.append(f"| {e.name} | {p} | " + " | ".join(_cell(by.get(x)) for x in epochs) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _epochs(summary: list[dict], item: dict) -> set:
+    return {s["pretrain_epoch"] for s in summary
+            if (s["entry"], s["dataset"], s["protocol"]) == (item["entry"], item["dataset"], item["protocol"])}
+
+
+def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
+    """bars.png (each entry's final accuracy per protocol, error bars: std over seeds) and, when an
+    entry is evaluated at several epochs, epochs.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    protocols, entries, datasets = list(study.protocols), [e.name for e in study.entries], list(study.datasets)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(5.0, 1.2 * len(protocols) * len(entries)) * len(datasets),
+                                                        3.8), squeeze=False)
+    width = 0.8 / len(entries)
+    for ax, dataset in zip(axes[0], datasets):
+        for k, entry in enumerate(entries):
+            items = [next((s for s in summary if (s["entry"], s["dataset"], s["protocol"]) == (entry, dataset, p)
+                           and s["final"]), None) for p in protocols]
+            xs = [i + (k - (len(entries) - 1) / 2) * width for i in range(len(protocols))]
+            ax.bar(xs, [s["mean"] if s else 0 for s in items], width, yerr=[s["std"] if s else 0 for s in items],
+                   capsize=3, label=entry)
+        ax.set_xticks(range(len(protocols)), protocols)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{study.name}: {dataset}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bars.png", dpi=110)
+    plt.close(fig)
+    written.append("bars.png")
+    curves = [s for s in summary if len(_epochs(summary, s)) > 1]
+    if curves:
+        fig, axes = plt.subplots(1, len(protocols), figsize=(5 * len(protocols), 3.8), squeeze=False)
+        for ax, p in zip(axes[0], protocols):
+            for dataset in datasets:
+                for entry in entries:
+                    pts = sorted((s["pretrain_epoch"], s["mean"], s["std"]) for s in curves
+                                 if (s["entry"], s["dataset"], s["protocol"]) == (entry, dataset, p))
+                    if pts:
+                        x, y, e = zip(*pts)
+                        ax.errorbar(x, y, yerr=e, marker="o", capsize=3,
+                                    label=entry if len(datasets) == 1 else f"{entry} ({dataset})")
+                    base = next((s for s in summary if (s["entry"], s["dataset"], s["protocol"]) == (entry, dataset, p)
+                                 and s["pretrain_epoch"] == 0 and not pts), None)
+                    if base is not None:
+                        ax.axhline(base["mean"], linestyle="--", color="grey", label=f"{entry} (no pre-training)")
+            ax.set_xlabel("pre-training epochs")
+            ax.set_ylabel(f"{p} accuracy (%)")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "epochs.png", dpi=110)
+        plt.close(fig)
+        written.append("epochs.png")
+    return written
+
+
+def write_results(study: Study, stages: list[Stage]) -> dict:
+    """results.json, results.md, plots and configs/ (every stage's resolved config) in the study's folder."""
+    out = study.output_dir
+    rows = rows_of(stages)
+    summary = summarise(rows)
+    configs = out / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    for st in stages:
+        (configs / (st.label.replace("/", "__").replace("@", "_") + ".yaml")).write_text(
+            yaml.safe_dump(st.config, sort_keys=False))
+    meta = {"study": study.name, "file": str(study.path), "output_dir": str(out),
+            "command": f"vitssl study {study.path}",
+            "machine": describe(), "seeds": study.seeds}
+    plots = plot(study, summary, out) if summary else []
+    result = {**meta, "summary": summary, "rows": rows, "plots": plots,
+              "stages": [{"stage": s.label, "folder": str(s.folder), "key": s.key} for s in stages]}
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(study, summary, meta))
+    return result

@@ -1,0 +1,171 @@
+"""Running a study's stages: each one a normal run folder, skipped when finished with the same resolved
+config, resumed when interrupted (a study killed at any moment continues with the same command)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from vitssl.config.load import build_config
+from vitssl.config.schema import from_dict
+from vitssl.errors import ConfigError, VitsslError
+from vitssl.evaluation.config import EvalConfig
+from vitssl.study.estimate import Rates, estimate
+from vitssl.study.plan import Stage, plan
+from vitssl.study.results import write_results
+from vitssl.study.spec import Study
+
+STATE = "stage.json"  # in each stage folder: the config key, 'running' or 'done', seconds
+
+
+def _state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(folder: Path, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, folder / STATE)
+
+
+class StudyStopped(Exception):
+    """Ctrl-C during a stage: what was done is kept (an interrupted training saved a checkpoint)."""
+
+
+def _summary(folder: Path) -> dict | None:
+    """A training run's summary.json (also written when Ctrl-C stopped it: marked stopped_early)."""
+    try:
+        return json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _finished(stage: Stage) -> bool:
+    if stage.kind != "pretrain":
+        return (stage.folder / "results.json").is_file()
+    summary = _summary(stage.folder)
+    return summary is not None and not summary.get("stopped_early")
+
+
+def status(stage: Stage) -> str:
+    """done | resume | restart | new | replace (a folder of another config, moved aside when the stage runs)."""
+    state = _state(stage.folder)
+    if state is None:
+        if stage.folder.exists() and any(stage.folder.iterdir()):
+            return "replace"
+        return "new"
+    if state.get("key") != stage.key:
+        return "replace"
+    if state.get("status") == "done" and _finished(stage):
+        return "done"
+    last = stage.folder / "checkpoints" / "last.pt"
+    budget_timed = stage.kind == "pretrain" and stage.budget is not None and stage.budget.kind == "minutes"
+    if stage.kind in ("pretrain", "finetune") and last.is_file() and not budget_timed:
+        return "resume"
+    return "restart"
+
+
+def _move_aside(folder: Path) -> Path:
+    n = 1
+    while (aside := folder.with_name(f"{folder.name}.replaced-{n}")).exists():
+        n += 1
+    folder.rename(aside)
+    return aside
+
+
+def _run_stage(stage: Stage, how: str, progress: bool) -> None:
+    if how == "replace":
+        aside = _move_aside(stage.folder)
+        print(f"study: {stage.folder} held a run of another config; moved to {aside}", file=sys.stderr)
+    elif how == "restart" and stage.folder.exists():
+        shutil.rmtree(stage.folder)  # an interrupted evaluation, or a wall-clock budget: not resumable mid-way
+    resume = how == "resume"
+    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "running"})
+    t = time.time()
+    try:
+        if stage.kind == "pretrain":
+            from vitssl.training.pretrain import pretrain
+
+            config = json.loads(json.dumps(stage.config))
+            config["log"]["progress"] = progress and config["log"].get("progress", True)
+            pretrain(build_config(config), resume=resume)
+        else:
+            from vitssl.evaluation.run import evaluate
+
+            evaluate(stage.kind, from_dict(EvalConfig, stage.config), progress=progress, resume=resume)
+    except KeyboardInterrupt:
+        raise StudyStopped(stage.label) from None
+    except VitsslError:
+        if (_summary(stage.folder) or {}).get("stopped_early"):
+            raise StudyStopped(stage.label) from None  # fine-tuning stopped by Ctrl-C (it says so as an error)
+        raise
+    seconds = round(time.time() - t, 1)
+    if not _finished(stage):  # stopped early (Ctrl-C): the loop saved a checkpoint; the next run resumes
+        raise StudyStopped(stage.label)
+    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "done", "seconds": seconds})
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: list[float]) -> None:
+    print(f"study '{study.name}' ({study.path}) -> {study.output_dir}")
+    print(f"  {len(study.entries)} entries x {len(study.datasets)} datasets x {len(study.seeds)} seeds; "
+          f"protocols: {', '.join(study.protocols)}")
+    width = max(len(s.label) for s in stages)
+    for st, how, est in zip(stages, states, estimates):
+        budget = f"  ({st.budget.describe()})" if st.kind == "pretrain" and st.budget else ""
+        when = "done" if how == "done" else f"~{_clock(est)}"
+        print(f"  {st.label:<{width}}  {how:<8} {when:>9}{budget}")
+    todo = sum(e for e, h in zip(estimates, states) if h != "done")
+    print(f"  {sum(h != 'done' for h in states)} of {len(stages)} stages to run, estimated {_clock(todo)} on this "
+          "machine (measured step rates; data decoding and a loaded machine add to it)")
+
+
+def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> dict | None:
+    """Plan (everything checked before anything runs), print the plan, run what is not done, write the
+    results. Returns the results (None for a dry run)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("vitssl study runs in one process (its stages one after another); run it without "
+                          "torchrun, or run a stage's own command under torchrun")
+    if study.output_dir.exists() and not study.output_dir.is_dir():
+        raise ConfigError(f"study output_dir '{study.output_dir}' is a file; set output_dir in the study file")
+    stages = plan(study)
+    states = [status(s) for s in stages]
+    rates = Rates()
+    estimates = [0.0 if how == "done" else estimate(st, rates) for st, how in zip(stages, states)]
+    print_plan(study, stages, states, estimates)
+    if dry_run:
+        return None
+    study.output_dir.mkdir(parents=True, exist_ok=True)
+    (study.output_dir / "study.yaml").write_text(study.path.read_text())
+    todo = [i for i, how in enumerate(states) if how != "done"]
+    started, spent, planned = time.time(), 0.0, 0.0
+    for n, i in enumerate(todo, 1):
+        st = stages[i]
+        t = time.time()
+        print(f"study: stage {n}/{len(todo)}: {st.label} ({states[i]})", file=sys.stderr, flush=True)
+        _run_stage(st, states[i], progress)
+        gc.collect()
+        spent += time.time() - t
+        planned += estimates[i]
+        left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
+        print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
+              file=sys.stderr, flush=True)
+    results = write_results(study, stages)
+    print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
+          file=sys.stderr)
+    return results
+
