@@ -47,7 +47,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "synthetic"  # 'synthetic' (built in), an image folder, or a CIFAR-10/100 folder
+    root: str = "synthetic"  # 'synthetic' (built in), an image folder, a CIFAR-10/100 folder, or an official layout
+    # how root is read: auto (recognise it), folder (class sub-folders), cifar (python pickles), annotations (a
+    # 'path label' file per split), or a dataset as distributed (flowers102, pets, cub200, aircraft, stl10, cars)
+    format: Literal["auto", "folder", "cifar", "annotations", "flowers102", "pets", "cub200", "aircraft", "stl10",
+                    "cars"] = "auto"
     split: str = "train"  # the split pre-training reads, where the folder has splits
     image_size: int = 32
     store_size: Optional[int] = None  # side of the cached square images; None: chosen from image_size

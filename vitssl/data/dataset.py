@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vitssl import distributed as dist
-from vitssl.data import cifar, folder, synthetic
+from vitssl.data import cifar, folder, official, synthetic
 from vitssl.data.images import decode_image
 from vitssl.errors import DataError
 
@@ -182,11 +182,11 @@ class SplitScan:
     classes: list[str]
     formed: str  # how the split was formed, in words
     identity: str
-    kind: str  # 'synthetic', 'cifar' or 'folder'
+    kind: str  # 'synthetic', 'array' (CIFAR pickles, STL-10 binaries) or 'folder' (image files)
     paths: Optional[list[str]] = None  # folder: the files
     root: Optional[Path] = None
     key: dict = field(default_factory=dict)  # decode-cache key (synthetic, folder)
-    _images: Optional[np.ndarray] = None  # CIFAR: read with the labels, (N, h, w, 3)
+    _images: Optional[np.ndarray] = None  # array: read with the labels, (N, h, w, 3)
     keep: Optional[np.ndarray] = None  # synthetic: indices of data.limit's subset in the rendered split
 
     def __len__(self) -> int:
@@ -222,29 +222,58 @@ def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> 
     root_path = Path(root).expanduser()
     if cfg.download and (not root_path.exists() or not any(root_path.iterdir())):  # missing or left empty
         cifar.download_cifar(root_path, cfg.download)
-    found = cifar.find_pickle_dir(root_path)
-    if found is not None:
-        if split not in ("train", "test"):
-            raise DataError(f"CIFAR has splits 'train' and 'test', not '{split}'; set {key} to one of them")
-        images_hwc, labels, classes = cifar.load_cifar(root_path, split)
-        keep = _keep(labels, cfg.limit, seed)
-        return SplitScan(root_path.name, split, labels[keep], classes, f"the CIFAR {split} batches", kind="cifar",
-                         root=root_path, _images=images_hwc[keep],
-                         identity=_identity(dict(kind="cifar", place=str(found[1].resolve()), split=split,
-                                                 keep=keep.tolist())))
+    fmt = cfg.format
+    if fmt in ("auto", "cifar"):
+        found = cifar.find_pickle_dir(root_path)
+        if found is not None:
+            if split not in ("train", "test"):
+                raise DataError(f"CIFAR has splits 'train' and 'test', not '{split}'; set {key} to one of them")
+            images_hwc, labels, classes = cifar.load_cifar(root_path, split)
+            return _array_scan(root_path.name, split, labels, classes, f"the CIFAR {split} batches", images_hwc,
+                               place=found[1], limit=cfg.limit, seed=seed)
+        if fmt == "cifar":
+            raise DataError(f"data.format=cifar: '{root_path}' holds no CIFAR python pickles (data_batch_1 and "
+                            "test_batch, or train, test and meta); check data.root or set data.format=auto")
+    layout = official.LAYOUTS.get(fmt) or (official.detect(root_path) if fmt == "auto" and root_path.is_dir() else None)
+    if layout is not None or fmt == "annotations" or (fmt == "auto" and official.annotated(root_path, split)):
+        if layout is not None:
+            f = official.read(layout, root_path, split)
+            name = layout.name
+        else:
+            f = official.read_annotations(root_path, split, folder.SPLIT_NAMES)
+            name = root_path.resolve().name
+        if f.images is not None:
+            return _array_scan(name, split, f.labels, f.classes, f.formed, f.images, place=root_path,
+                               limit=cfg.limit, seed=seed)
+        return _files_scan(name, split, f.labels, f.classes, f.formed, f.paths, root_path, cfg.limit, seed)
+    files = folder.scan_folder(root_path, split, key=key, holdout=cfg.holdout, holdout_seed=cfg.holdout_seed,
+                               strict=fmt == "auto")
+    return _files_scan(root_path.resolve().name, split, np.asarray(files.labels, dtype=np.int64), files.classes,
+                       files.formed, files.paths, root_path, cfg.limit, seed)
 
-    files = folder.scan_folder(root_path, split, key=key, holdout=cfg.holdout, holdout_seed=cfg.holdout_seed)
-    labels = np.asarray(files.labels, dtype=np.int64)
-    keep = _keep(labels, cfg.limit, seed)
-    paths = [files.paths[i] for i in keep]
+
+def _array_scan(name: str, split: str, labels: np.ndarray, classes: list[str], formed: str, images_hwc: np.ndarray,
+                *, place: Path, limit: Optional[int], seed: int) -> SplitScan:
+    """A split held as one array of images (CIFAR pickles, STL-10 binaries)."""
+    keep = _keep(labels, limit, seed)
+    return SplitScan(name, split, labels[keep], classes, formed, kind="array", root=place, _images=images_hwc[keep],
+                     identity=_identity(dict(kind="array", place=str(Path(place).resolve()), split=split,
+                                             keep=keep.tolist())))
+
+
+def _files_scan(name: str, split: str, labels: np.ndarray, classes: list[str], formed: str, paths: list[str],
+                root_path: Path, limit: Optional[int], seed: int) -> SplitScan:
+    """A split held as image files: identified (and cached) by their paths, sizes and times."""
+    keep = _keep(labels, limit, seed)
+    paths = [paths[i] for i in keep]
     stats = [(os.path.relpath(p, root_path), st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)]]
     where = str(root_path.resolve())
-    return SplitScan(root_path.resolve().name, split, labels[keep], files.classes, files.formed, kind="folder",
-                     paths=paths, root=root_path, key=dict(v=CACHE_VERSION, root=where, files=stats),
+    return SplitScan(name, split, labels[keep], classes, formed, kind="folder", paths=paths, root=root_path,
+                     key=dict(v=CACHE_VERSION, root=where, files=stats),
                      identity=_identity(dict(kind="folder", root=where, split=split, files=stats)))
 
 
-_NOTED: set = set()
+_NOTED: set = set()  # folders whose held-out split was announced
 
 
 def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress: bool = True,
@@ -269,7 +298,7 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
         return ImageDataset("synthetic", split, torch.from_numpy(scan.labels), list(synthetic.CLASSES), size,
                             images=torch.from_numpy(images[scan.keep]), **meta_kw)
 
-    if scan.kind == "cifar":
+    if scan.kind == "array":
         return ImageDataset(scan.name, split, torch.from_numpy(scan.labels), scan.classes, size,
                             images=torch.from_numpy(_square(scan._images, size)), **meta_kw)
 

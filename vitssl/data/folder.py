@@ -51,15 +51,30 @@ def available_splits(root: Path) -> list[str]:
     return [d.name for d in subs]
 
 
-def scan_split(folder: Path) -> FileList:
-    """Class sub-folders -> labelled; otherwise the images directly inside -> unlabeled."""
-    classes, paths, labels = [], [], []
+METADATA = (".mat", ".txt", ".csv", ".tsv", ".json", ".xml", ".bin")  # label and annotation files
+
+
+def scan_split(folder: Path, strict: bool = True) -> FileList:
+    """Class sub-folders -> labelled; otherwise the images directly inside -> unlabeled. `strict`: a
+    sub-folder holding label or annotation files and no image says these are not class folders."""
+    classes, paths, labels, other = [], [], [], []
     for sub in _subdirs(folder):
         files = [str(p) for p in sorted(Path(sub).rglob("*")) if p.is_file() and _is_image(p.name)]
         if files:
             labels += [len(classes)] * len(files)
             classes.append(sub.name)
             paths += files
+        else:
+            meta = sorted(p.name for p in Path(sub).rglob("*") if p.is_file() and p.suffix.lower() in METADATA)
+            if meta:
+                other.append((sub.name, meta))
+    if paths and other and strict:
+        found = "; ".join([f"{c}/ ({labels.count(i)} images)" for i, c in enumerate(classes)][:6] +
+                          [f"{n}/ (no images; {', '.join(m[:3])}{', ...' if len(m) > 3 else ''})" for n, m in other])
+        raise DataError(f"'{folder}' does not look like class folders: {found}. A folder of label files beside "
+                        "image folders is a dataset layout vitssl does not recognise: point data.root at the folder "
+                        "that holds one sub-folder per class, name the layout with data.format=flowers102|pets|cub200|"
+                        "aircraft|stl10|cars|annotations, or read the image folders as classes with data.format=folder")
     if paths:
         return FileList(paths, labels, classes)
     flat = _images_in(folder)
@@ -79,7 +94,7 @@ def held_out(labels: np.ndarray, frac: float, seed: int) -> np.ndarray:
 
 
 def scan_folder(root: str | Path, split: str, *, key: str = "data.split", holdout: float = 0.0,
-                holdout_seed: int = 0) -> FileList:
+                holdout_seed: int = 0, strict: bool = True) -> FileList:
     """The images of `split` under `root`. `key` is the config key that named the split (for errors)."""
     root = Path(root)
     if not root.is_dir():
@@ -89,11 +104,11 @@ def scan_folder(root: str | Path, split: str, *, key: str = "data.split", holdou
         if split not in splits:
             raise DataError(f"data.root '{root}' has split folders {splits} but no '{split}'; set {key} to one "
                             "of them")
-        files = scan_split(root / split)
+        files = scan_split(root / split, strict)
         _require_images(files, root / split)
         files.formed = f"the folder '{split}/'"
         return files
-    files = scan_split(root)
+    files = scan_split(root, strict)
     _require_images(files, root)
     if not files.classes:  # unlabelled: nothing to evaluate on, every image is the one split
         files.formed = "the whole folder (no split folders, no labels)"
