@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from vitssl.config import DataConfig
-from vitssl.data import cifar
 from vitssl.data import dataset as ds_mod
 from vitssl.data.dataset import balanced_subset, load_dataset
 from vitssl.errors import DataError
@@ -152,17 +151,19 @@ def test_cifar_pickles_are_read_without_running_code(tmp_path, protocol):
 
 
 def test_cifar_download_verifies_checksum(tmp_path, monkeypatch):
+    from vitssl.data import download
+
     src = tmp_path / "src"
     write_fake_cifar10(src / "cifar-10-batches-py")
-    archive = tmp_path / "cifar.tar.gz"
+    archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     url = archive.as_uri()
-    good = cifar.md5(archive)
-    monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, "0" * 32, "cifar-10-batches-py"))
+    monkeypatch.setitem(download.SOURCES, "cifar10", (download.Resource(url, "0" * 32),))
     with pytest.raises(DataError, match="MD5"):
-        cifar.download_cifar(tmp_path / "dl_bad", "cifar10")
+        download.download("cifar10", tmp_path / "dl_bad")
     assert not (tmp_path / "dl_bad" / "cifar-10-batches-py").exists()  # nothing unpacked
-    monkeypatch.setitem(cifar.ARCHIVES, "cifar10", (url, good, "cifar-10-batches-py"))
+    monkeypatch.setitem(download.SOURCES, "cifar10", (download.Resource(url, download.md5(archive)),))
     d = load_dataset(DataConfig(root=str(tmp_path / "dl"), download="cifar10"), "test")
     assert len(d) == 6
+    assert not (tmp_path / "dl" / download.PARTS).exists()  # the archive is gone once unpacked

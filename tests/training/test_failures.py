@@ -133,14 +133,15 @@ def test_bad_images_while_streaming(tmp_path, capsys, recwarn):
     assert sum("leaving out images" in str(w.message) for w in recwarn) == 1  # one warning, not one per sight
 
 
-def test_a_failed_download_leaves_nothing_behind(tmp_path):
-    from vitssl.data import cifar
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    from vitssl.data import download
     from vitssl.errors import DataError
 
+    monkeypatch.setenv("VITSSL_DOWNLOAD_MIRROR", "http://127.0.0.1:9")  # nothing listens there
     root = tmp_path / "dl"
-    with pytest.raises(DataError, match="cannot download"):
-        cifar.download_cifar(root, "cifar10", url="http://127.0.0.1:9/cifar.tar.gz")
-    assert not root.exists()  # the next run downloads again
+    with pytest.raises(DataError, match="cannot download cifar10 from http://127.0.0.1:9/cifar-10-python.tar.gz"):
+        download.download("cifar10", root)
+    assert not root.exists()  # nothing was fetched: the next run starts clean
 
 
 class Payload:

@@ -65,7 +65,8 @@ class DataConfig:
     # split and 'train' is the rest (so nothing is tested on images it trained on); 0: no test split
     holdout: float = 0.2
     holdout_seed: int = 0
-    download: Optional[Literal["cifar10", "cifar100"]] = None  # fetch it (checksum-verified) into root if missing
+    # fetch it from its authors' host into root if root does not hold it (MD5-checked, resumable)
+    download: Optional[Literal["cifar10", "cifar100", "flowers102", "pets", "cub200", "stl10"]] = None
     synthetic_train: int = 10000  # images per split of the built-in dataset
     synthetic_test: int = 2000
     mean: tuple[float, float, float] = IMAGENET_MEAN

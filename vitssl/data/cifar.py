@@ -1,25 +1,13 @@
-"""CIFAR-10/100 in their standard python-pickle layout, with a checksum-verified download."""
+"""CIFAR-10/100 in their standard python-pickle layout (`data.download=cifar10` fetches it: data/download.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-import shutil
-import tarfile
-import tempfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from vitssl.errors import DataError
-
-ARCHIVES = {  # official archives (https://www.cs.toronto.edu/~kriz/cifar.html) and their MD5
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                "cifar-10-batches-py"),
-    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
-                 "cifar-100-python"),
-}
 
 
 def find_pickle_dir(root: str | Path) -> tuple[str, Path] | None:
@@ -86,48 +74,3 @@ def load_cifar(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, li
     images = np.concatenate(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     classes = list(_unpickle(meta)[names_key]) if meta.is_file() else [str(i) for i in range(max(labels) + 1)]
     return np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64), classes
-
-
-def md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download_cifar(root: str | Path, which: str = "cifar10", url: str | None = None) -> Path:
-    """Fetch and unpack `which` into `root`; the archive's MD5 must match the official one."""
-    if which not in ARCHIVES:
-        raise DataError(f"unknown CIFAR variant {which!r}; choose cifar10 or cifar100")
-    default_url, expected, _ = ARCHIVES[which]
-    root = Path(root)
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        return _download_into(root, which, url or default_url, expected)
-    except BaseException:
-        if created:  # a failed download leaves nothing behind, so that the next run tries again
-            shutil.rmtree(root, ignore_errors=True)
-        raise
-
-
-def _download_into(root: Path, which: str, url: str, expected: str) -> Path:
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        archive = Path(tmp) / "archive.tar.gz"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as r, open(archive, "wb") as f:
-                shutil.copyfileobj(r, f)
-        except OSError as e:
-            raise DataError(f"cannot download {which} from {url}: {e}; download it by hand and "
-                            f"unpack it into '{root}'") from None
-        got = md5(archive)
-        if got != expected:
-            raise DataError(f"downloaded {which} archive has MD5 {got}, expected {expected}: corrupt or tampered; "
-                            "nothing was unpacked, try again")
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")
-    found = find_pickle_dir(root)
-    if found is None:
-        raise DataError(f"the {which} archive did not unpack into the expected layout under '{root}'")
-    return found[1]

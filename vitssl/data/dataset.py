@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vitssl import distributed as dist
-from vitssl.data import cifar, folder, official, synthetic
+from vitssl.data import cifar, download, folder, official, synthetic
 from vitssl.data.images import decode_image
 from vitssl.errors import DataError
 
@@ -220,8 +220,8 @@ def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> 
                          keep=keep, identity=_identity(dict(ckey, size=None, keep=keep.tolist())))
 
     root_path = Path(root).expanduser()
-    if cfg.download and (not root_path.exists() or not any(root_path.iterdir())):  # missing or left empty
-        cifar.download_cifar(root_path, cfg.download)
+    if cfg.download and not _present(root_path, cfg.download):
+        download.download(cfg.download, root_path, progress=dist.is_main())
     fmt = cfg.format
     if fmt in ("auto", "cifar"):
         found = cifar.find_pickle_dir(root_path)
@@ -250,6 +250,15 @@ def scan_dataset(cfg, split: str, *, seed: int = 0, key: str = "data.split") -> 
                                strict=fmt == "auto")
     return _files_scan(root_path.resolve().name, split, np.asarray(files.labels, dtype=np.int64), files.classes,
                        files.formed, files.paths, root_path, cfg.limit, seed)
+
+
+def _present(root: Path, name: str) -> bool:
+    """Whether `root` already holds dataset `name` (data.download fetches it otherwise)."""
+    if name.startswith("cifar"):
+        return cifar.find_pickle_dir(root) is not None
+    layout = official.LAYOUTS[name]
+    base = layout.base(root) if root.is_dir() else None
+    return base is not None and all((base / n).exists() for n in layout.needs)
 
 
 def _array_scan(name: str, split: str, labels: np.ndarray, classes: list[str], formed: str, images_hwc: np.ndarray,
