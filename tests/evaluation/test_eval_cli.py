@@ -223,3 +223,19 @@ def test_report_gathers_runs_into_a_table_with_plots(run, tmp_path):
     for png in ("loss.png", "fewshot.png", f"attention_{run.name}.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000
     assert main(["report", str(tmp_path)]) == 2  # not a run folder
+
+
+def test_a_random_baseline_takes_its_image_size_from_the_data(tmp_path, capsys):
+    """Not a silent 32 px with 16-px patches (2x2 tokens): the data's size, 8x8 to 14x14 tokens."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            for i in range(3):
+                (tmp_path / "photos" / split / c).mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (120 + i, 90), (i * 40, 10, 10)).save(tmp_path / "photos" / split / c / f"{i}.jpg")
+    cfg = eval_config("random", [f"data.root={tmp_path / 'photos'}"])
+    assert (cfg.data.image_size, cfg.model.patch_size) == (88, 8)  # shorter side 90, a whole number of patches
+    assert "a random ViT for 88-px images with 8-px patches (11x11 tokens)" in capsys.readouterr().err
+    cfg = eval_config("random", [f"data.root={tmp_path / 'photos'}", "data.image_size=64", "model.patch_size=16"])
+    assert (cfg.data.image_size, cfg.model.patch_size) == (64, 16)  # as asked

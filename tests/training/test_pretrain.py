@@ -138,3 +138,28 @@ def test_wall_clock_budget_fixes_the_schedule(tmp_path):
     assert summary["total_steps"] == summary["step"] < 4000  # the schedule ends with the budget, not 1000 epochs
     state = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["budget"] and state["total_steps"] == summary["total_steps"]
+
+
+def test_a_budgeted_run_shows_its_end_after_the_first_step_and_logs_every_30_seconds(tmp_path):
+    """Before: the bar showed 0/117,600 steps and an ETA of 1,700 hours for a 5-minute budget until the
+    tenth step. Now its total is the budget's end at the first step's pace (refined later)."""
+    import time
+
+    from vitssl.training.pretrain import trainer
+
+    loop = trainer(load_config(None, tiny_overrides(tmp_path, "train.epochs=1000", "train.max_minutes=0.5",
+                                                    "log.every_steps=50")))
+    try:
+        class Bar:
+            total = None
+
+            def refresh(self):
+                pass
+
+        bar = Bar()
+        started = time.perf_counter() - 1.0  # the first step took a second
+        loop._retime(0, started, None, bar)
+        assert 26 <= bar.total <= 29  # 0.98 * (30 s - 1 s) / 1 s per step, not 1000 epochs' worth
+        assert loop._log_every(1, 60.0) == 1 and loop._log_every(5, 10.0) == 15 and loop._log_every(10, 1.0) == 50
+    finally:
+        loop.close()

@@ -8,10 +8,13 @@ or few-shot draws) x L learning rates share every step's mini-batch, so a sweep 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 EPS = 1e-5
 
@@ -39,9 +42,10 @@ class Probes:
 
 def train_probes(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, lrs: list[float], epochs: int = 90,
                  batch_size: int = 256, weight_decay: float = 0.0, momentum: float = 0.9, batchnorm: bool = True,
-                 seed: int = 0) -> Probes:
+                 seed: int = 0, progress: Optional[str] = None) -> Probes:
     """x (G, N, F) features (or (N, F) for one group), y (N,) or (G, N) labels. SGD with momentum, cosine
-    learning rate from lr * batch/256 per step, mini-batches drawn in a seeded order."""
+    learning rate from lr * batch/256 per step, mini-batches drawn in a seeded order. `progress`: the
+    label of a progress bar (none without it)."""
     if x.ndim == 2:
         x = x[None]
     g, n, f = x.shape
@@ -57,6 +61,8 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, lrs: lis
     steps_per_epoch = max(1, n // batch_size)
     total = epochs * steps_per_epoch
     step = 0
+    bar = tqdm(total=total, desc=progress, unit="step", disable=progress is None, file=sys.stderr, dynamic_ncols=True,
+               leave=False)
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen).to(device)
         for i in range(steps_per_epoch):
@@ -83,4 +89,6 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, lrs: lis
                 w.sub_(lr * scale * vw)
                 b.sub_(lr * scale * vb)
             step += 1
+            bar.update(1)
+    bar.close()
     return Probes(run_mean, run_var, w.detach(), b.detach(), batchnorm)

@@ -45,6 +45,7 @@ from vitssl.errors import CheckpointError, ConfigError, VitsslError, first_line
 from vitssl.hostmem import keep_freed_memory
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LOG_SECONDS = 30.0  # a metric row (and the bar's figures) at least this often, however slow the steps
 
 
 def resolve_precision(precision: str, device_type: str) -> str:
@@ -312,14 +313,29 @@ class Loop:
 
     def _retime(self, timed: int, started: float, timed_from: Optional[float], bar) -> Optional[float]:
         """Under a wall-clock budget: start the clock after the first step (allocation, warm-up), then fit
-        the schedule to the budget every 10 steps. `timed`: steps since the first. Returns the clock's start."""
+        the schedule to the budget every 10 steps from the sixth. `timed`: steps since the first. From
+        the first step on, the bar shows the end the budget allows at the pace so far (the first step is
+        the slowest: a safe first guess), so the bar and its ETA are about the budget from the start.
+        Returns the clock's start."""
         if timed == 0:
-            return time.perf_counter()
+            now = time.perf_counter()
+            bar.total = min(self.stop_at, self._budget_steps(started, started, 1))  # shown only
+            bar.refresh()
+            return now
         if timed >= 5 and timed % 10 == 5:
             self._fix_schedule(self._budget_steps(started, timed_from, timed), final=False)
             bar.total = self.stop_at
             bar.refresh()
+        elif timed < 5:  # the schedule waits for 5 timed steps; the bar shows the pace so far
+            bar.total = min(self.stop_at, self._budget_steps(started, timed_from, timed))
+            bar.refresh()
         return timed_from
+
+    def _log_every(self, steps: int, seconds: float) -> int:
+        """Steps between metric rows: log.every_steps, or fewer where that many would take over 30 s
+        (agreed by all ranks: logging is a collective)."""
+        fit = max(1, int(LOG_SECONDS * steps / max(seconds, 1e-9)))
+        return int(dist.broadcast_object(min(self.job.log.every_steps, fit)))
 
     def hyperparams(self) -> tuple[float, float]:
         """(lr, weight decay) of the coming step: warm-up + cosine, and cosine."""
@@ -340,12 +356,13 @@ class Loop:
                            resume_step=self.step if self.resume else None) if main else None
         draws = main and log.images_every and hasattr(self.task, "pictures")
         picture_batch = single_batch(self.dataset, 8, self.device, seed=job.seed) if draws else None
-        bar = tqdm(total=self.stop_at, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr,
-                   disable=not (main and log.progress), desc=job.desc)
+        # a wall-clock budget's end is unknown before the first step is timed (no total: no false ETA)
+        bar = tqdm(total=self.stop_at if self.budget_fixed else None, initial=self.step, unit="step",
+                   dynamic_ncols=True, file=sys.stderr, disable=not (main and log.progress), desc=job.desc)
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_ckpt, t0 = 0, time.perf_counter(), time.perf_counter(), time.perf_counter()
         start_step, t_timed = self.step, None
-        batch_images = job.train.batch_size
+        batch_images, log_every = job.train.batch_size, log.every_steps
         stopped, diverged = False, None
         per_step_check = self.device.type != "cuda"  # a host sync costs nothing on the CPU: check every step
         after_step = getattr(self.task, "after_step", None)
@@ -368,7 +385,9 @@ class Loop:
                         if per_step_check:
                             self._check_finite()
                         bar.update(1)
-                        if self.step % log.every_steps == 0 or self.step == self.stop_at:
+                        if self.step == start_step + 1:  # slow steps (large images on a CPU): log at least every 30 s
+                            log_every = self._log_every(1, time.perf_counter() - t0)
+                        if self.step % log_every == 0 or self.step == self.stop_at:
                             means = {k: dist.all_reduce_mean(v / n_logged).item() for k, v in sums.items()}
                             now = time.perf_counter()
                             rate = n_logged * batch_images / (now - t_log)
@@ -377,6 +396,7 @@ class Loop:
                                 logger.log(self.step, {"epoch": round(self.step / self.steps_per_epoch, 4), **means,
                                                        "lr": lr, "weight_decay": wd, **extra, "images_per_s": rate})
                                 bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
+                            log_every = self._log_every(n_logged, now - t_log)
                             sums, n_logged, t_log = {}, 0, now
                         if self.step % self.steps_per_epoch == 0:
                             self._end_of_epoch(self.step // self.steps_per_epoch, logger, picture_batch)

@@ -73,7 +73,48 @@ def eval_config(checkpoint: str, overrides: list[str], config_file: Optional[str
     if config_file:
         data = merge(data, read_yaml(config_file))
     data = apply_overrides(merge(data, {"checkpoint": checkpoint, "like": like}), overrides)
+    if checkpoint == "random" and like is None:
+        data = _random_shape(data)
     return from_dict(EvalConfig, data)
+
+
+PATCH_FOR = ((32, 4), (64, 8), (128, 8), (10 ** 9, 16))  # image side -> patch side: 8x8 to 14x14 tokens
+
+
+def _random_shape(data: dict) -> dict:
+    """`--checkpoint random` without --like: the image size the data has (not a silent 32 px) and a
+    patch size giving 8x8 to 14x14 tokens, where the config leaves them unset; one line says so."""
+    d, m = dict(data.get("data") or {}), dict(data.get("model") or {})
+    if "image_size" in d and "patch_size" in m:
+        return data
+    size = d.get("image_size") or native_size(from_dict(EvalConfig, data).data)
+    patch = m.get("patch_size") or next(p for limit, p in PATCH_FOR if size <= limit)
+    if "image_size" not in d:
+        size = max(patch, size // patch * patch)  # a whole number of patches
+    print(f"note: --checkpoint random without --like: a random ViT for {size}-px images with {patch}-px patches "
+          f"({size // patch}x{size // patch} tokens), from the data; set data.image_size and model.patch_size, or "
+          "pass --like RUN to shape it like a pre-trained run", file=sys.stderr)
+    return merge(data, {"data": {"image_size": size}, "model": {"patch_size": patch}})
+
+
+def native_size(data_cfg) -> int:
+    """The side the images of data.split have: the array's side, or the median shorter side of up to 32
+    image files (header only) capped at 224 (the usual evaluation size for photos)."""
+    scan = scan_dataset(data_cfg, data_cfg.split)
+    if scan.kind == "synthetic":
+        return data_cfg.image_size
+    if scan._images is not None:
+        return int(min(scan._images.shape[1:3]))
+    from PIL import Image
+
+    sides = []
+    for p in scan.paths[:: max(1, len(scan.paths) // 32)][:32]:
+        try:
+            with Image.open(p) as im:
+                sides.append(min(im.size))
+        except OSError:
+            continue
+    return int(min(224, sorted(sides)[len(sides) // 2])) if sides else data_cfg.image_size
 
 
 def _split(n: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,6 +281,7 @@ def run_linear(ev: Evaluation) -> dict:
     ytr, yte = ev.train.labels, ev.test.labels
     kw = dict(num_classes=ev.num_classes, epochs=c.epochs, batch_size=c.batch_size, weight_decay=c.weight_decay,
               momentum=c.momentum, seed=ev.cfg.seed)
+    bar = f"{len(names) * len(c.lrs)} linear probes" if ev.progress else None
     tr, te = tr.to(ev.device), te.to(ev.device)
     ytr_d = ytr.to(ev.device)
     chosen_lr = [0] * len(names)
@@ -247,12 +289,12 @@ def run_linear(ev: Evaluation) -> dict:
     if len(names) * len(c.lrs) > 1:  # choose block and lr on held-out training images
         fit, val = _split(len(ytr), ev.cfg.features.val_frac, ev.cfg.seed)
         fit, val = fit.to(ev.device), val.to(ev.device)
-        probes = train_probes(tr[:, fit], ytr_d[fit], lrs=c.lrs, **kw)
+        probes = train_probes(tr[:, fit], ytr_d[fit], lrs=c.lrs, progress=bar and bar + " (choosing)", **kw)
         scores = probes.scores(tr[:, val])  # (G, L, V, C)
         acc = (scores.argmax(-1) == ytr_d[val]).float().mean(-1) * 100  # (G, L)
         chosen_lr = acc.argmax(1).tolist()
         val_acc = acc.max(1).values.tolist()
-    probes = train_probes(tr, ytr_d, lrs=c.lrs, **kw)
+    probes = train_probes(tr, ytr_d, lrs=c.lrs, progress=bar, **kw)
     scores = probes.scores(te)  # (G, L, M, C)
     per = []
     for g, name in enumerate(names):
@@ -285,7 +327,8 @@ def run_fewshot(ev: Evaluation) -> dict:
             draws.append(torch.cat([i[torch.randperm(len(i), generator=gen)[:shots].to(i.device)] for i in by_class]))
         idx = torch.stack(draws)  # (D, shots * C)
         probes = train_probes(tr[idx], ytr[idx], num_classes=ev.num_classes, lrs=[c.lr], epochs=c.steps,
-                              batch_size=idx.shape[1], weight_decay=c.weight_decay, seed=ev.cfg.seed)
+                              batch_size=idx.shape[1], weight_decay=c.weight_decay, seed=ev.cfg.seed,
+                              progress=f"{shots}-shot probes ({len(draws)} draws)" if ev.progress else None)
         scores = probes.scores(te[None].expand(len(draws), -1, -1))[:, 0]  # (D, M, C)
         accs = [(s.argmax(-1) == yte).float().mean().item() * 100 for s in scores]
         mean = sum(accs) / len(accs)
