@@ -239,3 +239,18 @@ def test_a_random_baseline_takes_its_image_size_from_the_data(tmp_path, capsys):
     assert "a random ViT for 88-px images with 8-px patches (11x11 tokens)" in capsys.readouterr().err
     cfg = eval_config("random", [f"data.root={tmp_path / 'photos'}", "data.image_size=64", "model.patch_size=16"])
     assert (cfg.data.image_size, cfg.model.patch_size) == (64, 16)  # as asked
+
+
+def test_attention_pictures_decode_only_the_images_they_show(cifar_small, tmp_path, monkeypatch):
+    from vitssl.data import dataset
+    from vitssl.evaluation.report import attention_picture
+
+    pretrain(load_config(None, tiny_overrides(tmp_path, f"data.root={cifar_small}", "train.max_steps=1",
+                                              "log.images_every=0")))
+
+    def whole_split(paths, *args, **kwargs):
+        raise AssertionError(f"decoded a whole split ({len(paths)} images) for a few pictures")
+
+    monkeypatch.setattr(dataset, "decode_files", whole_split)
+    assert attention_picture(tmp_path / "run", tmp_path / "att.png", n_images=3)
+    assert (tmp_path / "att.png").stat().st_size > 1000

@@ -123,7 +123,7 @@ def attention_picture(run: Path, out: Path, n_images: int = 6) -> bool:
         return False
     cfg = load_config(run / "config.yaml", [f"output_dir={run}"])
     encoder, _ = load_encoder(str(run))
-    data = dataclasses.replace(cfg.data, limit=None)
+    data = dataclasses.replace(cfg.data, limit=None, cache="stream")  # image files: only the few shown are decoded
     try:
         ds = load_dataset(data, "test", seed=cfg.seed, progress=False)
     except DataError:
