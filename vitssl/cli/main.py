@@ -111,6 +111,27 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    import time
+
+    from vitssl.data import cache
+
+    items = cache.entries()
+    if args.action == "list":
+        print(f"{cache.cache_dir()} (VITSSL_CACHE), cap {cache.max_bytes() / 2 ** 30 if cache.max_bytes() else 'none'} GB "
+              "(VITSSL_CACHE_MAX_GB); least recently used first")
+        for e in items:
+            print(f"  {e.kind:8s} {e.bytes / 2 ** 20:9.1f} MB  {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.used))}"
+                  f"  {e.name}")
+        print(f"  {len(items)} entries, {sum(e.bytes for e in items) / 2 ** 20:.1f} MB")
+        return 0
+    chosen = [e for e in items if not args.names or any(e.name.startswith(n) for n in args.names)]
+    for e in chosen:
+        cache.remove(e)
+    print(f"removed {len(chosen)} of {len(items)} entries ({sum(e.bytes for e in chosen) / 2 ** 20:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitssl", description="Self-supervised pre-training of Vision Transformers.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, run nothing")
     st.add_argument("--quiet", action="store_true", help="no per-stage progress bars (the study's own lines stay)")
     st.set_defaults(func=cmd_study)
+    ca = sub.add_parser("cache", help="list or clear the cache of decoded datasets and features")
+    ca.add_argument("action", choices=["list", "clear"])
+    ca.add_argument("names", nargs="*", metavar="NAME", help="clear: only entries whose name starts with NAME")
+    ca.set_defaults(func=cmd_cache)
     met = sub.add_parser("methods", help="list the pre-training methods")
     met.set_defaults(func=cmd_methods)
     return p

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from vitssl import distributed as dist
+from vitssl.data import cache as disk_cache
 from vitssl.data import cifar, download, folder, official, synthetic
 from vitssl.data.images import decode_image
 from vitssl.errors import DataError
@@ -85,7 +86,7 @@ def _keep(labels: np.ndarray, limit: Optional[int], seed: int) -> np.ndarray:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("VITSSL_CACHE", Path.home() / ".cache" / "vitssl"))
+    return disk_cache.cache_dir()
 
 
 def _cached(cache_dir: Path, key: dict, build: Callable[[], tuple[np.ndarray, np.ndarray, dict]]):
@@ -95,6 +96,7 @@ def _cached(cache_dir: Path, key: dict, build: Callable[[], tuple[np.ndarray, np
     if (folder_ / "meta.json").is_file():
         try:
             meta = json.loads((folder_ / "meta.json").read_text())
+            disk_cache.touch(folder_)
             return np.load(folder_ / "images.npy"), np.load(folder_ / "labels.npy"), meta
         except (OSError, ValueError) as e:
             warnings.warn(f"ignoring a broken dataset cache at {folder_} ({e}); decoding again")
@@ -108,6 +110,7 @@ def _cached(cache_dir: Path, key: dict, build: Callable[[], tuple[np.ndarray, np
         if folder_.exists():
             shutil.rmtree(folder_, ignore_errors=True)
         os.replace(tmp, folder_)
+        disk_cache.enforce(keep=folder_, root=cache_dir)
     except OSError as e:
         warnings.warn(f"could not keep the decoded dataset in {cache_dir} ({e}); it will be decoded again next run")
     return images, labels, meta

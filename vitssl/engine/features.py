@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
+from vitssl.data import cache as disk_cache
 from vitssl.data.dataset import ImageDataset, default_cache_dir
 from vitssl.models.vit import VisionTransformer
 
@@ -88,6 +89,7 @@ def cached_extract(encoder: VisionTransformer, encoder_id: str, ds: ImageDataset
     if cache and path.is_file():
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
+            disk_cache.touch(path)
             return {int(b): f for b, f in stored.items()}
         except Exception as e:  # a broken cache is rebuilt, never trusted
             warnings.warn(f"ignoring a broken feature cache {path} ({e})")
@@ -99,6 +101,7 @@ def cached_extract(encoder: VisionTransformer, encoder_id: str, ds: ImageDataset
             with os.fdopen(fd, "wb") as f:
                 torch.save({str(b): v for b, v in feats.items()}, f)
             os.replace(tmp, path)
+            disk_cache.enforce(keep=path, root=default_cache_dir())
         except OSError as e:
             warnings.warn(f"could not cache features in {path.parent} ({e})")
     return feats
