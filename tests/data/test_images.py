@@ -66,3 +66,39 @@ def test_image_smaller_than_patch(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         decode_image(tmp_path / "nope.png", 8)
+
+
+def photo(path, w=500, h=375, exif=None):
+    """A smooth photo-like JPEG: a coarse colour field blurred, red on the top half."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (h // 25, w // 25, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    arr = np.asarray(img.filter(ImageFilter.GaussianBlur(2))).copy()
+    arr[: h // 2, :, 0] = 255
+    kw = {"exif": exif} if exif is not None else {}
+    Image.fromarray(arr).save(path, quality=92, **kw)
+    return arr
+
+
+def plain(path, size):
+    from vitssl.data.images import center_square, to_rgb
+
+    with Image.open(path) as img:
+        return np.asarray(center_square(to_rgb(img), size))
+
+
+@pytest.mark.parametrize("size", [64, 112, 224])
+def test_jpeg_decoded_at_a_reduced_dct_scale_matches_the_plain_decode(tmp_path, size):
+    photo(tmp_path / "p.jpg")
+    fast, ref = decode_image(tmp_path / "p.jpg", size).astype(float), plain(tmp_path / "p.jpg", size).astype(float)
+    assert fast.shape == ref.shape == (size, size, 3)
+    assert np.abs(fast - ref).mean() < 3.0  # grey levels: what JPEG's own rounding moves (see benchmarks/decode.py)
+
+
+def test_exif_rotation_is_still_applied_to_large_jpegs(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotated 180 degrees: the red half is at the bottom once applied
+    photo(tmp_path / "r.jpg", exif=exif.tobytes())
+    out = decode_image(tmp_path / "r.jpg", 64)
+    assert out[-8:, :, 0].mean() > 240 and out[:8, :, 0].mean() < 240

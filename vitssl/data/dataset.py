@@ -281,7 +281,7 @@ def _files_scan(name: str, split: str, labels: np.ndarray, classes: list[str], f
     stats = [(os.path.relpath(p, root_path), st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)]]
     where = str(root_path.resolve())
     return SplitScan(name, split, labels[keep], classes, formed, kind="folder", paths=paths, root=root_path,
-                     key=dict(v=CACHE_VERSION, root=where, files=stats),
+                     key=dict(v=CACHE_VERSION, decode=2, root=where, files=stats),  # 2: JPEG DCT scaling
                      identity=_identity(dict(kind="folder", root=where, split=split, files=stats)))
 
 
