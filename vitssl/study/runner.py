@@ -161,6 +161,8 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> 
         gc.collect()
         spent += time.time() - t
         planned += estimates[i]
+        if st.kind != "pretrain":  # the table so far, so that a long study's finished part can be read (and kept)
+            write_results(study, stages)
         left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
         print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
               file=sys.stderr, flush=True)
