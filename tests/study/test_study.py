@@ -147,3 +147,27 @@ def test_budgets_and_entries_are_read_as_written(tmp_path):
     assert d.random and d.config == "cpu/sit_cifar10" and d.overrides == ["optim.base_lr=1e-3"]
     with pytest.raises(ConfigError, match="entry name"):
         read_study(toy_study(tmp_path, entries={"a/b": "quickstart"}))
+
+
+def test_a_later_vitssl_with_new_config_keys_keeps_finished_stages(tmp_path):
+    """An upgrade that adds a config key (at its default) must not rerun a study; a changed value must,
+    and so must the evaluations of a pre-training that is run again."""
+    from vitssl.study.plan import plan
+    from vitssl.study.runner import status
+
+    path = toy_study(tmp_path, budget={"steps": 2}, protocols={"knn": {}},
+                     entries={"sit": "quickstart"})
+    assert main(["study", str(path), "--quiet"]) == 0
+    pre, knn = plan(read_study(path))
+    assert status(pre) == status(knn) == "done"
+    for st in (pre, knn):  # as an older vitssl left them: no data.format key, another hash
+        cfg = yaml.safe_load((st.folder / "config.yaml").read_text())
+        del cfg["data"]["format"]
+        (st.folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+        state = json.loads((st.folder / "stage.json").read_text())
+        (st.folder / "stage.json").write_text(json.dumps({**state, "key": "from-an-older-version"}))
+    assert status(pre) == status(knn) == "done"
+    cfg = yaml.safe_load((pre.folder / "config.yaml").read_text())
+    cfg["optim"]["base_lr"] *= 2
+    (pre.folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert status(pre) == "replace" and status(knn) == "replace"

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from vitssl.config.load import build_config
-from vitssl.config.schema import from_dict
+import yaml
+
+from vitssl.config.load import build_config, config_to_dict
+from vitssl.config.schema import from_dict, to_dict
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
 from vitssl.study.estimate import Rates, estimate
@@ -63,7 +65,9 @@ def status(stage: Stage) -> str:
         if stage.folder.exists() and any(stage.folder.iterdir()):
             return "replace"
         return "new"
-    if state.get("key") != stage.key:
+    if stage.source is not None and status(stage.source) != "done":
+        return "replace"  # what it evaluated is being trained again
+    if state.get("key") != stage.key and not _same_config(stage):
         return "replace"
     if state.get("status") == "done" and _finished(stage):
         return "done"
@@ -72,6 +76,42 @@ def status(stage: Stage) -> str:
     if stage.kind in ("pretrain", "finetune") and last.is_file() and not budget_timed:
         return "resume"
     return "restart"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True)  # lists and tuples alike
+    return out
+
+
+IGNORED = ("output_dir", "log.progress")  # where a run is written, whether bars are drawn: not what it computes
+
+
+def _same_config(stage: Stage) -> bool:
+    """Whether the run in the stage's folder was made with this stage's config, allowing for keys a
+    later vitssl added (with their defaults): an upgrade does not throw away a study's finished stages."""
+    try:
+        old = _flat(yaml.safe_load((stage.folder / "config.yaml").read_text()) or {})
+    except (OSError, yaml.YAMLError):
+        return False
+    if stage.kind == "pretrain":
+        defaults = config_to_dict(build_config({"method": {"name": stage.config["method"]["name"]}}))
+    else:
+        defaults = to_dict(EvalConfig())
+    defaults, new = _flat(defaults), _flat(stage.config)
+    for key, value in new.items():
+        if key in IGNORED:
+            continue
+        if key in old:
+            if old[key] != value:
+                return False
+        elif defaults.get(key) != value:
+            return False  # a new key set away from its default
+    return True
 
 
 def _move_aside(folder: Path) -> Path:
