@@ -20,11 +20,12 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def rows_of(stages: list[Stage]) -> list[dict]:
-    """One row per finished evaluation."""
+def rows_of(stages: list[Stage], done: set[str]) -> list[dict]:
+    """One row per finished evaluation whose folder holds this study's config (`done`: their labels;
+    a folder left by another config, still to be rerun, is not reported)."""
     rows = []
     for st in stages:
-        if st.kind == "pretrain" or not (st.folder / "results.json").is_file():
+        if st.kind == "pretrain" or st.label not in done:
             continue
         r = _read(st.folder / "results.json")
         row = {"entry": st.entry.name, "dataset": st.dataset, "seed": st.seed, "protocol": st.kind,
@@ -160,7 +161,8 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
                         ax.axhline(base["mean"], linestyle="--", color="grey", label=f"{entry} (no pre-training)")
             ax.set_xlabel("pre-training epochs")
             ax.set_ylabel(f"{p} accuracy (%)")
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:  # a protocol with no results yet has nothing to name
+                ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "epochs.png", dpi=110)
         plt.close(fig)
@@ -168,10 +170,11 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
     return written
 
 
-def write_results(study: Study, stages: list[Stage]) -> dict:
-    """results.json, results.md, plots and configs/ (every stage's resolved config) in the study's folder."""
+def write_results(study: Study, stages: list[Stage], done: set[str]) -> dict:
+    """results.json, results.md, plots and configs/ (every stage's resolved config) in the study's folder,
+    from the evaluations in `done` (labels of finished stages with this study's config)."""
     out = study.output_dir
-    rows = rows_of(stages)
+    rows = rows_of(stages, done)
     summary = summarise(rows)
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,10 @@ def _run_stage(stage: Stage, how: str, progress: bool) -> None:
     _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "done", "seconds": seconds})
 
 
+def _done(stages: list[Stage]) -> set[str]:
+    return {s.label for s in stages if s.kind != "pretrain" and status(s) == "done"}
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
@@ -202,11 +206,11 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> 
         spent += time.time() - t
         planned += estimates[i]
         if st.kind != "pretrain":  # the table so far, so that a long study's finished part can be read (and kept)
-            write_results(study, stages)
+            write_results(study, stages, _done(stages))
         left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
         print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
               file=sys.stderr, flush=True)
-    results = write_results(study, stages)
+    results = write_results(study, stages, _done(stages))
     print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
           file=sys.stderr)
     return results
