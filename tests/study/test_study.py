@@ -37,7 +37,8 @@ def toy_study(tmp_path: Path, name: str = "toy", epochs=(2, 40), **changes) -> P
 
 def table(out: Path) -> list[tuple]:
     res = json.loads((out / "results.json").read_text())
-    return sorted((s["entry"], s["protocol"], s["pretrain_epoch"], s["mean"], s.get("pretrain_steps")) for s in res["summary"])
+    return sorted((s["entry"], s["protocol"], s["pretrain_epoch"], s["mean"], s.get("pretrain_steps"))
+                  for s in res["summary"])
 
 
 def stamps(out: Path) -> dict[str, float]:

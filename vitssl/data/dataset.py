@@ -189,8 +189,8 @@ class SplitScan:
     paths: Optional[list[str]] = None  # folder: the files
     root: Optional[Path] = None
     key: dict = field(default_factory=dict)  # decode-cache key (synthetic, folder)
-    _images: Optional[np.ndarray] = None  # array: read with the labels, (N, h, w, 3)
-    keep: Optional[np.ndarray] = None  # synthetic: indices of data.limit's subset in the rendered split
+    _images: Optional[np.ndarray] = None  # array: the whole split as read, (N_all, h, w, 3)
+    keep: Optional[np.ndarray] = None  # synthetic, array: indices of data.limit's subset in the whole split
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -267,10 +267,10 @@ def _present(root: Path, name: str) -> bool:
 def _array_scan(name: str, split: str, labels: np.ndarray, classes: list[str], formed: str, images_hwc: np.ndarray,
                 *, place: Path, limit: Optional[int], seed: int) -> SplitScan:
     """A split held as one array of images (CIFAR pickles, STL-10 binaries)."""
-    keep = _keep(labels, limit, seed)
-    return SplitScan(name, split, labels[keep], classes, formed, kind="array", root=place, _images=images_hwc[keep],
-                     identity=_identity(dict(kind="array", place=str(Path(place).resolve()), split=split,
-                                             keep=keep.tolist())))
+    keep = _keep(labels, limit, seed)  # the array stays as read (a memmap for STL-10): nothing copied to scan
+    return SplitScan(name, split, labels[keep], classes, formed, kind="array", root=place, _images=images_hwc,
+                     keep=keep, identity=_identity(dict(kind="array", place=str(Path(place).resolve()), split=split,
+                                                        keep=keep.tolist())))
 
 
 def _files_scan(name: str, split: str, labels: np.ndarray, classes: list[str], formed: str, paths: list[str],
@@ -312,7 +312,7 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
 
     if scan.kind == "array":
         return ImageDataset(scan.name, split, torch.from_numpy(scan.labels), scan.classes, size,
-                            images=torch.from_numpy(_square(scan._images, size)), **meta_kw)
+                            images=torch.from_numpy(_square(scan._images[scan.keep], size)), **meta_kw)
 
     paths, labels = scan.paths, scan.labels
     nbytes = len(paths) * 3 * size * size

@@ -29,7 +29,8 @@ class Resource:
 
 VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 SOURCES: dict[str, tuple[Resource, ...]] = {
-    "cifar10": (Resource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
+    "cifar10": (Resource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                         "c58f30108f718f92721af3b95e74349a"),),
     "cifar100": (Resource("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                           "eb9058c3a382ffc7106e4002c42a8d85"),),
     "flowers102": (Resource(f"{VGG}/flowers/102/102flowers.tgz", "52808999861908f626f3c1f4e79d11fa"),
@@ -39,7 +40,8 @@ SOURCES: dict[str, tuple[Resource, ...]] = {
              Resource(f"{VGG}/pets/data/annotations.tar.gz", "95a8c909bbe2e81eed6a22bccdf3f68f")),
     "cub200": (Resource("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
                         "97eceeb196236b17998738112f37df78"),),
-    "stl10": (Resource("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz", "91f7769df0f17e558f3565bffb0c7dfb"),),
+    "stl10": (Resource("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+                       "91f7769df0f17e558f3565bffb0c7dfb"),),
 }
 PARTS = ".vitssl-download"  # in data.root: files fetched so far (kept until everything is unpacked)
 

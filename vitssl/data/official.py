@@ -66,7 +66,8 @@ def _lines(path: Path) -> list[list[str]]:
 
 
 def _split_error(layout: str, split: str, splits) -> DataError:
-    return DataError(f"{layout} has splits {', '.join(splits)}; no '{split}': set data.split / test_split to one of them")
+    return DataError(f"{layout} has splits {', '.join(splits)}; no '{split}': set data.split / test_split to one "
+                     "of them")
 
 
 def _exists(paths: list[str], where: str) -> None:

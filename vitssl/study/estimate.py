@@ -4,6 +4,7 @@ random batches of the configured sizes. Data decoding (once, cached) is not coun
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Callable
@@ -87,8 +88,17 @@ class Rates:
         return self._memo(key, measure)
 
 
-def estimate(stage: Stage, rates: Rates) -> float:
-    """Estimated seconds for one stage."""
+def _done_steps(stage: Stage) -> int:
+    """Steps an interrupted run already made (its last metrics row), 0 for a new one."""
+    try:
+        lines = (stage.folder / "metrics.jsonl").read_text().splitlines()
+        return max(json.loads(line).get("step", 0) for line in lines) if lines else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def estimate(stage: Stage, rates: Rates, resume: bool = False) -> float:
+    """Estimated seconds for one stage (`resume`: for what an interrupted pre-training has left)."""
     c = stage.config
     if stage.kind == "pretrain":
         b = stage.budget
@@ -98,6 +108,8 @@ def estimate(stage: Stage, rates: Rates) -> float:
         steps = c["train"]["epochs"] * steps_per_epoch
         if c["train"].get("max_steps"):
             steps = min(steps, c["train"]["max_steps"])
+        if resume:
+            steps = max(0, steps - _done_steps(stage))
         return steps * c["train"]["batch_size"] * rates.pretrain(c)
     model, size = stage.source.config["model"] if stage.source else c["model"], c["data"]["image_size"]
     infer = rates.encoder(model, size, backward=False)

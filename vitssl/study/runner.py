@@ -189,7 +189,8 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> 
     stages = plan(study)
     states = [status(s) for s in stages]
     rates = Rates()
-    estimates = [0.0 if how == "done" else estimate(st, rates) for st, how in zip(stages, states)]
+    estimates = [0.0 if how == "done" else estimate(st, rates, resume=how == "resume")
+                 for st, how in zip(stages, states)]
     print_plan(study, stages, states, estimates)
     if dry_run:
         return None

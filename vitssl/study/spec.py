@@ -111,7 +111,8 @@ def _budget(value, where: str) -> Budget:
     if kind == "epochs":
         epochs = v if isinstance(v, list) else [v]
         if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in epochs):
-            raise ConfigError(f"study key '{where}.epochs' must be a positive whole number or a list of them, got {v!r}")
+            raise ConfigError(f"study key '{where}.epochs' must be a positive whole number or a list of them, "
+                              f"got {v!r}")
         return Budget(epochs=tuple(sorted(set(epochs))))
     if kind == "steps":
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -181,7 +182,8 @@ def read_study(path: str | Path) -> Study:
     name = _name(raw.get("name") or path.stem, "study")
     seeds = raw.get("seeds", [0])
     seeds = seeds if isinstance(seeds, list) else [seeds]
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
+    whole = all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    if not seeds or not whole or len(set(seeds)) < len(seeds):
         raise ConfigError(f"study key 'seeds' must be a list of different whole numbers, got {raw.get('seeds')!r}")
     datasets_raw = raw.get("datasets") or {"synthetic": {}}
     if not isinstance(datasets_raw, dict):
