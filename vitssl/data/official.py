@@ -245,8 +245,8 @@ def detect(root: Path) -> Optional[Layout]:
     return None
 
 
-def read(layout: Layout, root: Path, split: str, *, named: bool = False) -> Found:
-    """`split` of `layout` under `root`; `named`: the user asked for this layout with data.format."""
+def read(layout: Layout, root: Path, split: str) -> Found:
+    """`split` of `layout` under `root` (recognised there, or named with data.format)."""
     base = layout.base(root)
     if base is None:
         want = " or ".join(layout.markers)

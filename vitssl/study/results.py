@@ -37,9 +37,8 @@ def rows_of(stages: list[Stage], done: set[str]) -> list[dict]:
             s = _read(st.source.folder / "summary.json")
             row.update(pretrain=st.source.budget.describe() if st.source.budget else "config",
                        pretrain_epoch=st.epoch if st.epoch is not None else round(s["epoch"], 3),
-                       pretrain_steps=s["step"], pretrain_minutes=round(s["seconds"] / 60, 2), final=st.epoch is None)
-        if st.epoch is None:
-            row["final"] = True
+                       pretrain_steps=s["step"], pretrain_minutes=round(s["seconds"] / 60, 2))
+        row["final"] = st.epoch is None  # the end of the run (else an epoch_N.pt snapshot)
         if st.kind == "finetune":
             row.update(finetune_epochs=r.get("epochs_run"), finetune_steps=r.get("steps"))
         rows.append(row)
