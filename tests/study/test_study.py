@@ -150,14 +150,22 @@ def test_budgets_and_entries_are_read_as_written(tmp_path):
         read_study(toy_study(tmp_path, entries={"a/b": "quickstart"}))
 
 
-def test_a_later_vitssl_with_new_config_keys_keeps_finished_stages(tmp_path):
+RANDSAC = {"config": "randsac_cifar10", "overrides": {  # 16 px / patch 4: a 4x4 grid, where 2x2 squares in
+    "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,  # 4x4 quadrants
+    "method.decoder_dim": 32, "method.decoder_depth": 1, "method.decoder_heads": 2}}   # tile; the defaults' do not
+
+
+@pytest.mark.parametrize("entry", ["quickstart", RANDSAC], ids=["sit", "randsac"])
+def test_a_later_vitssl_with_new_config_keys_keeps_finished_stages(tmp_path, entry):
     """An upgrade that adds a config key (at its default) must not rerun a study; a changed value must,
-    and so must the evaluations of a pre-training that is run again."""
+    and so must the evaluations of a pre-training that is run again. The defaults it compares with are
+    read without the method's cross-checks (RandSAC's squares do not tile the default model's grid)."""
     from vitssl.study.plan import plan
     from vitssl.study.runner import status
 
-    path = toy_study(tmp_path, budget={"steps": 2}, protocols={"knn": {}},
-                     entries={"sit": "quickstart"})
+    pretrain = {**{k: v for k, v in PRETRAIN.items() if not k.startswith("method.")}, "model.patch_size": 4}
+    path = toy_study(tmp_path, budget={"steps": 2}, protocols={"knn": {}}, pretrain=pretrain,
+                     entries={"sit": entry})
     assert main(["study", str(path), "--quiet"]) == 0
     pre, knn = plan(read_study(path))
     assert status(pre) == status(knn) == "done"

@@ -20,10 +20,9 @@ from vitssl.errors import ConfigError, first_line
 DEFAULT_METHOD = "sit"
 
 
-
-
-def build_config(data: dict | None) -> Config:
-    """Validate a plain dict (as read from YAML) into a Config."""
+def build_config(data: dict | None, *, cross_check: bool = True) -> Config:
+    """Validate a plain dict (as read from YAML) into a Config. `cross_check=False` skips the method's
+    checks against the other sections (e.g. segment sizes against the token grid): for reading defaults."""
     data = copy.deepcopy(data) if data else {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {data!r}")
@@ -36,7 +35,7 @@ def build_config(data: dict | None) -> Config:
     cfg = from_dict(Config, merge(spec.recipe, data))
     cfg.method = from_dict(spec.config_cls, method, "method")
     check = getattr(cfg.method, "check_with", None)
-    if check is not None:
+    if check is not None and cross_check:
         check(cfg)
     return cfg
 
