@@ -161,3 +161,50 @@ def test_no_augmentation_config_is_plain(view):
     images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     aug = Augment(cfg, image_size=16, mean=MEAN, std=STD)
     assert torch.allclose(aug(images, view), aug.plain(images), atol=1e-5)
+
+
+def _canvas(photo: torch.Tensor, side: int) -> torch.Tensor:
+    """A float (3, h, w) photo -> a (1, 4, side, side) canvas as the decoder stores it."""
+    import numpy as np
+
+    from vitssl.data.images import to_canvas
+
+    arr = (photo.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    return torch.from_numpy(to_canvas(np.ascontiguousarray(arr), side)).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize("hw", [(16, 24), (24, 16), (20, 20)], ids=["landscape", "portrait", "square"])
+def test_a_whole_crop_of_a_canvas_is_the_whole_photo(hw):
+    """Crops of a photo kept whole come from its own extent: the crop of all of it (scale 1, its own ratio)
+    is the photo resized, whatever its shape, and none of the canvas around it."""
+    from vitssl.data.augment import random_crop
+
+    h, w = hw
+    photo = (torch.arange(h * w).view(1, h, w).float() / (h * w)).expand(3, h, w) * torch.tensor([1, .5, .25])[:, None,
+                                                                                                              None]
+    x = _canvas(photo, 24)
+    out = random_crop(x, 12, (1.0, 1.0), (w / h, w / h), flip_p=0.0, mode="bilinear")
+    want = F.interpolate(x[:, :3, (24 - h) // 2:(24 - h) // 2 + h, (24 - w) // 2:(24 - w) // 2 + w], size=(12, 12),
+                         mode="bilinear", align_corners=False)
+    assert torch.allclose(out, want, atol=2 / 255)
+
+
+def test_canvas_crops_keep_the_pixel_ratio_and_reach_every_part_of_the_photo():
+    from vitssl.data.augment import photo_box
+
+    photo = torch.zeros(3, 16, 24)
+    photo[0, :, :4], photo[2, :, -4:] = 1, 1  # red on the left end, blue on the right end: outside the centre square
+    x = _canvas(photo, 24).expand(4000, -1, -1, -1)
+    _, (left, top, pw, ph) = photo_box(x)
+    assert torch.allclose(torch.stack([left[0], top[0], pw[0], ph[0]]), torch.tensor([0, 4 / 24, 1, 16 / 24]))
+    cx, cy, w, h = crop_params(4000, (0.2, 1.0), (3 / 4, 4 / 3), "cpu", aspect=pw / ph)
+    ratio = (w * 24) / (h * 16)  # in pixels of the photo
+    assert ratio.min() >= 0.75 - 1e-4 and ratio.max() <= 4 / 3 + 1e-4 and (w <= 1).all() and (h <= 1).all()
+    aug = Augment(AugmentConfig(crop_scale=(0.08, 1.0), jitter_p=0, grayscale_p=0, blur_p=(0, 0),
+                                solarize_p=(0, 0)), image_size=8, mean=(0, 0, 0), std=(1, 1, 1))
+    torch.manual_seed(0)
+    out = aug(x.clone())
+    assert (out[:, 0] > 0.5).any(2).any(1).float().mean() > 0.2  # both ends are seen
+    assert (out[:, 2] > 0.5).any(2).any(1).float().mean() > 0.2
+    centre = Augment(AugmentConfig(), image_size=16, mean=(0, 0, 0), std=(1, 1, 1)).plain((x[:2] * 255).round())
+    assert torch.allclose(centre, photo[:, :, 4:20].expand(2, -1, -1, -1))  # evaluation: the centre crop

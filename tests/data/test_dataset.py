@@ -167,3 +167,37 @@ def test_cifar_download_verifies_checksum(tmp_path, monkeypatch):
     d = load_dataset(DataConfig(root=str(tmp_path / "dl"), download="cifar10"), "test")
     assert len(d) == 6
     assert not (tmp_path / "dl" / download.PARTS).exists()  # the archive is gone once unpacked
+
+
+def photo_folder(root, shapes, seed=0):
+    """Class folders of JPEG photos of the given (w, h) shapes, two classes."""
+    rng = np.random.default_rng(seed)
+    for i, (w, h) in enumerate(shapes):
+        d = root / ("cat" if i % 2 else "dog")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
+    return root
+
+
+def test_photos_kept_whole_become_canvases_in_memory_and_streamed_alike(tmp_path):
+    root = photo_folder(tmp_path / "photos", [(90, 60), (60, 90), (80, 80), (120, 40), (60, 60), (75, 50)])
+    cfg = DataConfig(root=str(root), holdout=0, image_size=24, store_size=30, aspect="keep", max_aspect=1.5)
+    mem = load_dataset(cfg, "train")
+    assert mem.images.shape == (6, 4, 45, 45)  # the longest side found: 30 x 1.5
+    alpha = mem.images[:, 3] > 0
+    heights, widths = alpha.any(2).sum(1).tolist(), alpha.any(1).sum(1).tolist()
+    shapes = {p.split("/")[-1]: (w, h) for p, w, h in zip(sorted(str(p) for p in root.rglob("*.jpg")), widths,
+                                                          heights)}
+    assert shapes == {"0.jpg": (45, 30), "1.jpg": (30, 45), "2.jpg": (30, 30), "3.jpg": (45, 30),  # 3:1 cut to 1.5
+                      "4.jpg": (30, 30), "5.jpg": (45, 30)}
+    streamed = load_dataset(DataConfig(**{**cfg.__dict__, "cache": "stream"}), "train")
+    from vitssl.data.loader import BatchLoader
+
+    batch, _ = next(BatchLoader(streamed, batch_size=6, device=torch.device("cpu"), shuffle=False, drop_last=False,
+                                num_workers=0).epoch(0))
+    assert batch.shape == (6, 4, 45, 45) and torch.equal(batch, mem.images)
+    squares = load_dataset(DataConfig(**{**cfg.__dict__, "aspect": "square"}), "train")
+    assert squares.images.shape == (6, 3, 30, 30)
+    square_only = photo_folder(tmp_path / "squares", [(50, 50), (40, 40)])
+    assert load_dataset(DataConfig(root=str(square_only), holdout=0, image_size=24, aspect="keep"),
+                        "train").images.shape == (2, 3, 24, 24)  # nothing to keep: plain squares

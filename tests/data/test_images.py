@@ -102,3 +102,31 @@ def test_exif_rotation_is_still_applied_to_large_jpegs(tmp_path):
     photo(tmp_path / "r.jpg", exif=exif.tobytes())
     out = decode_image(tmp_path / "r.jpg", 64)
     assert out[-8:, :, 0].mean() > 240 and out[:8, :, 0].mean() < 240
+
+
+def test_keep_aspect_keeps_the_whole_photo_up_to_max_aspect(tmp_path):
+    from vitssl.data.images import Decode
+
+    wide = photo(tmp_path / "w.jpg", w=500, h=375)  # 4:3
+    assert decode_image(tmp_path / "w.jpg", 64, aspect="keep").shape == (64, 85, 3)
+    tall = Image.fromarray(wide).transpose(Image.Transpose.ROTATE_90)
+    tall.save(tmp_path / "t.png")
+    assert decode_image(tmp_path / "t.png", 64, aspect="keep").shape == (85, 64, 3)
+    photo(tmp_path / "pano.jpg", w=600, h=150)  # 4:1: its ends are cut to 1.5:1
+    assert decode_image(tmp_path / "pano.jpg", 32, aspect="keep", max_aspect=1.5).shape == (32, 48, 3)
+    assert Decode(64, aspect="keep", max_aspect=1.5).canvas == 96 and Decode(64).canvas == 64
+    keep, square = decode_image(tmp_path / "w.jpg", 64, aspect="keep"), decode_image(tmp_path / "w.jpg", 64)
+    assert np.abs(keep[:, 10:74].astype(float) - square).mean() < 2  # the square is the photo's centre
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])  # the JPEG's DCT-scaled path, and the plain one
+def test_crop_bottom_cuts_the_banner_in_full_size_pixels(tmp_path, ext):
+    arr = np.full((400, 600, 3), 40, np.uint8)
+    arr[-80:] = 255  # a white banner, 80 px of the full-size image
+    Image.fromarray(arr).save(tmp_path / f"b.{ext}", quality=95)
+    with_banner = decode_image(tmp_path / f"b.{ext}", 50, aspect="keep")
+    assert with_banner.shape == (50, 75, 3) and with_banner[-5:].mean() > 200
+    cut = decode_image(tmp_path / f"b.{ext}", 50, aspect="keep", crop_bottom=80)
+    assert cut.shape == (50, 75, 3) and cut.max() < 60  # 320 x 600 left: no banner, still 1.875 -> cut to 1.5
+    with pytest.raises(DataError, match="after data.crop_bottom=390"):
+        decode_image(tmp_path / f"b.{ext}", 8, min_side=16, crop_bottom=390)

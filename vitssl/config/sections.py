@@ -54,7 +54,12 @@ class DataConfig:
                     "cars"] = "auto"
     split: str = "train"  # the split pre-training reads, where the folder has splits
     image_size: int = 32
-    store_size: Optional[int] = None  # side of the cached square images; None: chosen from image_size
+    store_size: Optional[int] = None  # shorter side of the cached images; None: chosen from image_size
+    # image files: 'square' keeps the centre square; 'keep' the whole photo (its longer side cut to at most
+    # max_aspect x the shorter), so random resized crops reach all of it; evaluation centre-crops either way
+    aspect: Literal["square", "keep"] = "square"
+    max_aspect: float = 1.5
+    crop_bottom: int = 0  # pixels cut off the bottom of every image file first (FGVC-Aircraft's banner: 20)
     limit: Optional[int] = None  # seeded, class-balanced subset of this many images per split
     cache: Literal["auto", "memory", "stream"] = "auto"
     cache_dir: Optional[str] = None  # where decoded datasets are kept; None: ~/.cache/vitssl
@@ -83,6 +88,9 @@ class DataConfig:
         require(self.store_size is None or self.store_size >= self.image_size, f"{p}.store_size",
                 f"must be at least data.image_size ({self.image_size}) or null")
         require(self.limit is None or self.limit >= 1, f"{p}.limit", "must be at least 1 or null")
+        require(self.max_aspect >= 1, f"{p}.max_aspect", f"must be at least 1 (longer side / shorter side), got "
+                f"{self.max_aspect}")
+        require(self.crop_bottom >= 0, f"{p}.crop_bottom", "must be 0 or more pixels")
         require(self.cache_max_gb > 0, f"{p}.cache_max_gb", "must be positive")
         require(0 <= self.holdout < 1, f"{p}.holdout", "must be in [0, 1) (0: no held-out test split)")
         require(self.num_workers >= 0, f"{p}.num_workers", "must be 0 or more")

@@ -1,7 +1,8 @@
 """Batched image augmentation on the training device: one kernel per step for the whole batch.
 
 uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several views) -> normalised
-float (B, 3, s, s). Every parameter is drawn per image from the global torch RNG of the device
+float (B, 3, s, s). Photos kept whole arrive as (B, 4, C, C) canvases (`vitssl.data.images.to_canvas`):
+crops are then drawn from each photo's own extent, with its own aspect ratio. Every parameter is drawn per image from the global torch RNG of the device
 (checkpointed by the loop, so resumed runs repeat it exactly).
 
 - random resized crop and horizontal flip: one `grid_sample` (bicubic, as the official SiT and MAE
@@ -30,25 +31,54 @@ def _rand(n: int, lo: float, hi: float, device) -> torch.Tensor:
 
 
 def crop_params(b: int, scale: tuple[float, float], ratio: tuple[float, float], device,
-                attempts: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                attempts: int = 10, aspect: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random-resized-crop boxes as fractions of the image: (cx, cy, w, h), each (B,).
 
     As torchvision: up to `attempts` (area, log-ratio) draws per image, the first that fits wins;
-    an image where none fits gets the largest centred crop of clamped ratio.
+    an image where none fits gets the largest centred crop of clamped ratio. `aspect` (B,): each
+    image's width / height in pixels (1: squares), so that `ratio` is a ratio of pixels.
     """
+    a = torch.ones(b, device=device) if aspect is None else aspect.to(device)
     area = _rand(b * attempts, *scale, device).view(b, attempts)
     logr = _rand(b * attempts, math.log(ratio[0]), math.log(ratio[1]), device).view(b, attempts)
     r = logr.exp()
-    w, h = (area * r).sqrt(), (area / r).sqrt()
+    w, h = (area * r / a[:, None]).sqrt(), (area * a[:, None] / r).sqrt()
     ok = (w <= 1) & (h <= 1)
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.zeros_like(ok[:, 0], dtype=torch.long))
     w, h = w.gather(1, first[:, None])[:, 0], h.gather(1, first[:, None])[:, 0]
     fallback = ~ok.any(1)
-    w = torch.where(fallback, torch.full_like(w, min(1.0, ratio[1])), w)
-    h = torch.where(fallback, torch.full_like(h, min(1.0, 1 / ratio[0])), h)
+    w = torch.where(fallback, (ratio[1] / a).clamp(max=1), w)  # too tall for the widest ratio: full height
+    h = torch.where(fallback, (a / ratio[0]).clamp(max=1), h)  # too wide for the narrowest: full width
     cx = w / 2 + torch.rand(b, device=device) * (1 - w)
     cy = h / 2 + torch.rand(b, device=device) * (1 - h)
     return cx, cy, w, h
+
+
+def photo_box(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A float (B, 4, C, C) canvas batch in [0, 1] -> (its RGB (B, 3, C, C), the photos' boxes (left, top,
+    width, height) as fractions of the canvas, each (B,)). Photos are centred: the middle row and column cross them."""
+    c = x.shape[-1]
+    alpha = x[:, 3]
+    cols, rows = alpha[:, c // 2, :] > 0.5, alpha[:, :, c // 2] > 0.5  # (B, C) each
+    w, h = cols.sum(1), rows.sum(1)
+    left, top = cols.float().argmax(1), rows.float().argmax(1)  # first column / row of the photo
+    return x[:, :3], (left / c, top / c, w / c, h / c)
+
+
+def random_crop(x: torch.Tensor, size: int, scale: tuple[float, float], ratio: tuple[float, float], flip_p: float,
+                mode: str = "bicubic") -> torch.Tensor:
+    """Random resized crops (and horizontal flips) of float images in [0, 1]: (B, 3, S, S), or (B, 4, C, C)
+    canvases whose crops come from each photo's whole extent -> (B, 3, size, size)."""
+    b, dev = x.shape[0], x.device
+    if x.shape[1] == 4:
+        x, (left, top, pw, ph) = photo_box(x)
+        cx, cy, w, h = crop_params(b, scale, ratio, dev, aspect=pw / ph)
+        cx, cy, w, h = left + cx * pw, top + cy * ph, w * pw, h * ph  # fractions of the photo -> of the canvas
+    else:
+        cx, cy, w, h = crop_params(b, scale, ratio, dev)
+    flip = torch.rand(b, device=dev) < flip_p
+    return resized_crop(x, size, cx, cy, w, h, flip, mode)
 
 
 def resized_crop(x: torch.Tensor, size: int, cx, cy, w, h, flip: torch.Tensor,
@@ -175,11 +205,9 @@ class Augment:
 
     def __call__(self, images: torch.Tensor, view: int = 0) -> torch.Tensor:
         c = self.cfg
-        x = self.unit(images)  # (B, 3, S, S) in [0, 1]; read only below
+        x = self.unit(images)  # (B, 3, S, S) or (B, 4, C, C) in [0, 1]; read only below
         b, dev = x.shape[0], x.device
-        cx, cy, w, h = crop_params(b, c.crop_scale, c.crop_ratio, dev)
-        flip = torch.rand(b, device=dev) < c.flip_p
-        x = resized_crop(x, self.size, cx, cy, w, h, flip, c.interpolation)  # (B, 3, s, s)
+        x = random_crop(x, self.size, c.crop_scale, c.crop_ratio, c.flip_p, c.interpolation)  # (B, 3, s, s)
         if c.jitter_p > 0 or c.grayscale_p > 0:
             a, o = colour_matrix(x, jitter_p=c.jitter_p, brightness=c.brightness, contrast=c.contrast,
                                  saturation=c.saturation, hue=c.hue, grayscale_p=c.grayscale_p)
@@ -203,8 +231,9 @@ class Augment:
         return x.sub_(self.mean.to(x)).div_(self.std.to(x))
 
     def plain(self, images: torch.Tensor) -> torch.Tensor:
-        """No augmentation: the centre `image_size` square, normalised (for evaluation and pictures)."""
-        x = images.float() / 255
+        """No augmentation: the centre `image_size` square, normalised (for evaluation and pictures). A
+        canvas's centre lies inside its photo (shorter side data.store_size >= image_size): the same crop."""
+        x = images[:, :3].float() / 255
         off = (x.shape[-1] - self.size) // 2
         if off > 0:
             x = x[..., off:off + self.size, off:off + self.size]

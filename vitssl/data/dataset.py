@@ -1,4 +1,6 @@
 """Datasets as the training loop sees them: uint8 square images, decoded once when they fit in memory.
+(Photos kept whole, `data.aspect=keep`, are squares too: canvases with a 4th channel saying where the
+photo is; see `vitssl.data.images`.)
 
 Sources: the built-in synthetic set, CIFAR pickles, and image folders. Small datasets are decoded
 once into a (N, 3, S, S) uint8 tensor that is also kept on disk for the next run; large ones are
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from vitssl import distributed as dist
 from vitssl.data import cache as disk_cache
 from vitssl.data import cifar, download, folder, official, synthetic
-from vitssl.data.images import decode_image
+from vitssl.data.images import Decode, to_canvas
 from vitssl.errors import DataError
 
 CACHE_VERSION = 1
@@ -40,8 +42,9 @@ class ImageDataset:
     labels: torch.Tensor  # (N,) int64; -1 where unlabeled
     classes: list[str]
     store_size: int
-    images: Optional[torch.Tensor] = None  # (N, 3, S, S) uint8 when decoded into memory
+    images: Optional[torch.Tensor] = None  # (N, 3, S, S) uint8 when decoded into memory; (N, 4, C, C) canvases
     paths: Optional[list[str]] = None  # the files, when streamed
+    decode: Optional[Decode] = None  # how the files are decoded (streamed); None: centre squares of store_size
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
     formed: str = ""  # how the split was formed, in words
     identity: str = ""  # names exactly these images (source, place, files or indices): feature-cache keys use it
@@ -50,6 +53,8 @@ class ImageDataset:
         n = self.images.shape[0] if self.images is not None else len(self.paths or [])
         if n != self.labels.shape[0]:
             raise ValueError(f"{n} images but {self.labels.shape[0]} labels")
+        if self.decode is None:
+            self.decode = Decode(self.store_size)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -116,35 +121,49 @@ def _cached(cache_dir: Path, key: dict, build: Callable[[], tuple[np.ndarray, np
     return images, labels, meta
 
 
-def _decode_chunk(args: tuple[list[str], int, int, bool]) -> tuple[np.ndarray, list[int], list[str]]:
-    paths, size, min_side, skip = args
+def _decode_chunk(args: tuple[list[str], Decode, bool]) -> tuple[list[np.ndarray], list[int], list[str]]:
+    paths, decode, skip = args
     out, ok, bad = [], [], []
     for i, p in enumerate(paths):
         try:
-            out.append(decode_image(p, size, min_side))
+            out.append(decode(p))
             ok.append(i)
         except DataError as e:
             if not skip:
                 raise
             bad.append(str(e))
-    arr = np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
-    return arr, ok, bad
+    return out, ok, bad
 
 
-def decode_files(paths: list[str], size: int, *, min_side: int, skip: bool, workers: int,
+def _stack(arrays: list[np.ndarray], decode: Decode) -> np.ndarray:
+    """Decoded (h, w, 3) arrays -> (N, 3, S, S), or canvases (N, 4, C, C) where some are not square (C:
+    the longest side found)."""
+    if not arrays:
+        return np.zeros((0, 3, decode.size, decode.size), np.uint8)
+    if all(a.shape[0] == a.shape[1] == decode.size for a in arrays):
+        return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2))
+    side = max(max(a.shape[:2]) for a in arrays)
+    out = np.empty((len(arrays), 4, side, side), np.uint8)
+    for i, a in enumerate(arrays):  # once per dataset, at decode time
+        out[i] = to_canvas(a, side).transpose(2, 0, 1)
+    return out
+
+
+def decode_files(paths: list[str], decode: Decode, *, skip: bool, workers: int,
                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode files into (N, 3, size, size) uint8 with a process pool; returns (images, kept indices, errors)."""
+    """Decode files with a process pool into (N, 3, S, S) uint8, or (N, 4, C, C) canvases of photos kept whole;
+    returns (images, kept indices, errors)."""
     step = 256
-    chunks = [(paths[i:i + step], size, min_side, skip) for i in range(0, len(paths), step)]
+    chunks = [(paths[i:i + step], decode, skip) for i in range(0, len(paths), step)]
     bar = tqdm(total=len(paths), desc=f"decoding {len(paths)} images", unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
-    images, kept, errors = [], [], []
+    arrays, kept, errors = [], [], []
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pool = ctx.Pool(workers) if workers > 0 and len(chunks) > 1 else None
     try:
         results = pool.imap(_decode_chunk, chunks) if pool else map(_decode_chunk, chunks)
-        for c, (arr, ok, bad) in enumerate(results):
-            images.append(arr)
+        for c, (arrs, ok, bad) in enumerate(results):
+            arrays += arrs
             kept += [c * step + i for i in ok]
             errors += bad
             bar.update(len(chunks[c][0]))
@@ -152,8 +171,7 @@ def decode_files(paths: list[str], size: int, *, min_side: int, skip: bool, work
         bar.close()
         if pool:
             pool.terminate()
-    arr = np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8)
-    return np.ascontiguousarray(arr.transpose(0, 3, 1, 2)), np.asarray(kept, dtype=np.int64), errors
+    return _stack(arrays, decode), np.asarray(kept, dtype=np.int64), errors
 
 
 def _report_skipped(errors: list[str], total: int) -> None:
@@ -294,6 +312,7 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
     `scan` (from `scan_dataset`) skips scanning again."""
     scan = scan or scan_dataset(cfg, split, seed=seed, key=key)
     size = cfg.resolved_store_size
+    decode = Decode(size, min_side, cfg.aspect, cfg.max_aspect, cfg.crop_bottom)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     meta_kw = dict(formed=scan.formed, identity=scan.identity)
     if "held out" in scan.formed and str(scan.root) not in _NOTED and dist.is_main():  # one line per folder
@@ -315,16 +334,18 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
                             images=torch.from_numpy(_square(scan._images[scan.keep], size)), **meta_kw)
 
     paths, labels = scan.paths, scan.labels
-    nbytes = len(paths) * 3 * size * size
+    nbytes = len(paths) * (3 if decode.aspect == "square" else 4) * decode.canvas ** 2
     if cfg.cache == "stream" or (cfg.cache == "auto" and nbytes > cfg.cache_max_gb * 2 ** 30):
-        return ImageDataset(scan.name, split, torch.from_numpy(labels), scan.classes, size, paths=paths, **meta_kw)
+        return ImageDataset(scan.name, split, torch.from_numpy(labels), scan.classes, size, paths=paths,
+                            decode=decode, **meta_kw)
 
     skip = cfg.bad_images == "skip"
     ckey = dict(scan.key, name=scan.name, split=split, size=size, min_side=min_side, skip=skip)
+    if decode.aspect != "square" or decode.crop_bottom:  # (the defaults keep earlier caches' keys)
+        ckey.update(aspect=decode.aspect, max_aspect=decode.max_aspect, crop_bottom=decode.crop_bottom)
 
     def build():
-        images, kept, errors = decode_files(paths, size, min_side=min_side, skip=skip, workers=cfg.num_workers,
-                                            progress=progress)
+        images, kept, errors = decode_files(paths, decode, skip=skip, workers=cfg.num_workers, progress=progress)
         return images, labels[kept], {"skipped": errors}
 
     images, labels, meta = _cached(cache_dir, ckey, build)
@@ -332,4 +353,4 @@ def load_dataset(cfg, split: str, *, seed: int = 0, min_side: int = 1, progress:
     if len(labels) == 0:
         raise DataError(f"none of the {len(paths)} images under '{scan.root}' could be read")
     return ImageDataset(scan.name, split, torch.from_numpy(labels), scan.classes, size, images=torch.from_numpy(images),
-                        skipped=meta.get("skipped", []), **meta_kw)
+                        skipped=meta.get("skipped", []), decode=decode, **meta_kw)

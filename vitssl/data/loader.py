@@ -8,6 +8,7 @@ uninterrupted run would, whatever the number of workers.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vitssl.data.dataset import ImageDataset
-from vitssl.data.images import decode_image
+from vitssl.data.images import Decode, to_canvas
 from vitssl.errors import DataError
 
 
@@ -26,18 +27,22 @@ class FileImages(Dataset):
     item is a blank image with the reason as a string, and the process that reads the batch decides
     (leave it out, or stop with one line naming every bad file of the batch)."""
 
-    def __init__(self, paths: list[str], labels: torch.Tensor, size: int, min_side: int = 1):
-        self.paths, self.labels, self.size, self.min_side = paths, labels, size, min_side
+    def __init__(self, paths: list[str], labels: torch.Tensor, decode: Decode):
+        self.paths, self.labels, self.decode = paths, labels, decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        d = self.decode
+        channels = 3 if d.aspect == "square" else 4  # photos kept whole: a canvas of the longest side allowed
         try:
-            arr = decode_image(self.paths[i], self.size, self.min_side)  # (S, S, 3), read-only (PIL's buffer)
+            arr = d(self.paths[i])  # (S, S, 3) or (h, w, 3), read-only (PIL's buffer)
         except DataError as e:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), self.labels[i], str(e)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), self.labels[i], ""  # (3, S, S) copy
+            return torch.zeros(channels, d.canvas, d.canvas, dtype=torch.uint8), self.labels[i], str(e)
+        if channels == 4:
+            arr = to_canvas(arr, d.canvas)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), self.labels[i], ""  # (C, S, S) copy
 
 
 def bad_images_error(errors: list[str], hint: str) -> DataError:
@@ -47,7 +52,7 @@ def bad_images_error(errors: list[str], hint: str) -> DataError:
 
 
 class BatchLoader:
-    """Per-process (images uint8 (B, 3, S, S), labels (B,)) batches for one epoch at a time."""
+    """Per-process (images uint8 (B, 3, S, S) or canvases (B, 4, C, C), labels (B,)) batches, an epoch at a time."""
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, device: torch.device, seed: int = 0,
                  rank: int = 0, world: int = 1, shuffle: bool = True, drop_last: bool = True,
@@ -67,7 +72,7 @@ class BatchLoader:
             self.images = dataset.images.to(device) if device.type == "cuda" else dataset.images  # resident uint8
             self.labels = dataset.labels.to(device)
         else:
-            self.files = FileImages(dataset.paths, dataset.labels, dataset.store_size, min_side)
+            self.files = FileImages(dataset.paths, dataset.labels, replace(dataset.decode, min_side=min_side))
 
     def __len__(self) -> int:
         """Steps per epoch."""
@@ -131,5 +136,5 @@ def single_batch(dataset: ImageDataset, n: int, device: torch.device, seed: int 
     idx = torch.randperm(len(dataset), generator=g)[: min(n, len(dataset))]
     if dataset.in_memory:
         return dataset.images[idx].to(device)
-    files = FileImages(dataset.paths, dataset.labels, dataset.store_size)
+    files = FileImages(dataset.paths, dataset.labels, dataset.decode)
     return torch.stack([files[int(i)][0] for i in idx]).to(device)  # an unusable file shows as a blank image

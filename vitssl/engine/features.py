@@ -35,7 +35,7 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
 
 
 def batches(ds: ImageDataset, batch_size: int, num_workers: int) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, S, S) batches in dataset order."""
+    """uint8 (B, 3, S, S) (or (B, 4, C, C) canvases) batches in dataset order."""
     if ds.in_memory:
         for i in range(0, len(ds), batch_size):
             yield ds.images[i:i + batch_size]
@@ -44,7 +44,7 @@ def batches(ds: ImageDataset, batch_size: int, num_workers: int) -> Iterator[tor
 
     from vitssl.data.loader import FileImages, bad_images_error
 
-    loader = DataLoader(FileImages(ds.paths, ds.labels, ds.store_size), batch_size=batch_size, shuffle=False,
+    loader = DataLoader(FileImages(ds.paths, ds.labels, ds.decode), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers)
     for images, _, errors in loader:
         if any(errors):  # a streamed split cannot leave an image out without shifting the labels
@@ -82,8 +82,10 @@ def cached_extract(encoder: VisionTransformer, encoder_id: str, ds: ImageDataset
         raise ValueError("a dataset without an identity cannot be cached; build it with load_dataset")
     key = dict(v=2, encoder=encoder_id, images=ds.identity, n=len(ds), skipped=len(ds.skipped),
                labels=hashlib.sha1(ds.labels.numpy().tobytes()).hexdigest()[:16], size=image_size,
-               store=ds.store_size, preprocess="centre-square", blocks=blocks, pool=pool, mean=list(mean),
-               std=list(std))
+               store=ds.store_size, preprocess="centre-square" if ds.decode.aspect == "square" else "centre-crop",
+               blocks=blocks, pool=pool, mean=list(mean), std=list(std))
+    if ds.decode.crop_bottom:
+        key["crop_bottom"] = ds.decode.crop_bottom
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = default_cache_dir() / "features" / f"{ds.name}-{ds.split}-{digest}.pt"
     if cache and path.is_file():

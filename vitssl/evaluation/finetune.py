@@ -20,7 +20,7 @@ import yaml
 from vitssl import distributed as dist
 from vitssl.config.schema import to_dict
 from vitssl.config.sections import LogConfig, OptimConfig, TrainConfig
-from vitssl.data.augment import crop_params, resized_crop
+from vitssl.data.augment import random_crop
 from vitssl.data.mix import mix_batch
 from vitssl.data.randaugment import rand_augment
 from vitssl.engine import checkpoint as ckpt
@@ -77,11 +77,10 @@ class Classifier(nn.Module):
 
     @torch.no_grad()
     def augment(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (B, 3, S, S) -> (normalised, mixed images (B, 3, s, s), soft targets (B, K)), in fp32."""
-        c, device = self.cfg, images.device
-        x = images.float().div_(255)
-        cx, cy, w, h = crop_params(x.shape[0], c.crop_scale, (3 / 4, 4 / 3), device)
-        x = resized_crop(x, self.image_size, cx, cy, w, h, torch.rand(x.shape[0], device=device) < 0.5)
+        """uint8 (B, 3, S, S) or canvases (B, 4, C, C) -> (normalised, mixed images (B, 3, s, s), soft targets
+        (B, K)), in fp32."""
+        c = self.cfg
+        x = random_crop(images.float().div_(255), self.image_size, c.crop_scale, (3 / 4, 4 / 3), flip_p=0.5)
         if c.randaug_ops:
             x = rand_augment(x, c.randaug_ops, c.randaug_magnitude)
         x = (x - self.mean) / self.std

@@ -9,9 +9,11 @@ import math
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 
 from vitssl.config.load import build_config
+from vitssl.data.images import Decode, to_canvas
 from vitssl.methods import registry
 from vitssl.models.vit import encoder_from_config
 from vitssl.study.plan import Stage
@@ -52,8 +54,13 @@ class Rates:
             task.train()
             params = [p for p in task.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=1e-6)
-            size = cfg.data.resolved_store_size
+            d = cfg.data
+            size = d.resolved_store_size
             images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=self.device)
+            if d.aspect == "keep":  # photos kept whole: canvases as wide as allowed, the photos across them
+                side = Decode(size, aspect="keep", max_aspect=d.max_aspect).canvas
+                canvas = torch.from_numpy(to_canvas(np.full((size, side, 3), 128, np.uint8), side))
+                images = canvas.permute(2, 0, 1).expand(batch, -1, -1, -1).contiguous().to(self.device)
             labels = torch.zeros(batch, dtype=torch.long, device=self.device)
 
             def step() -> None:

@@ -43,7 +43,7 @@ def _part(ds: ImageDataset, rows: torch.Tensor, what: str) -> ImageDataset:
     return ImageDataset(ds.name, f"{ds.split} ({what})", ds.labels[idx], ds.classes, ds.store_size,
                         images=ds.images[idx] if ds.in_memory else None,
                         paths=None if ds.in_memory else [ds.paths[i] for i in idx.tolist()],
-                        formed=f"{what} of {ds.formed}", identity=f"{ds.identity}-{what}")
+                        decode=ds.decode, formed=f"{what} of {ds.formed}", identity=f"{ds.identity}-{what}")
 
 
 class KNNMonitor:
