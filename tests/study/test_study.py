@@ -104,16 +104,17 @@ def test_a_study_killed_mid_stage_resumes_to_the_same_table_and_skips_what_is_do
 
 
 def test_dry_run_prints_the_plan_with_estimates_and_runs_nothing(tmp_path, capsys):
-    path = toy_study(tmp_path, seeds=[0, 1], budget={"steps": 5},
-                     protocols={"knn": {}, "finetune": {"finetune.epochs": 1}})
+    """Seed by seed (a study stopped half-way has a whole table); fine-tuning at the last epoch only."""
+    path = toy_study(tmp_path, seeds=[0, 1], budget={"epochs": [1, 2]},
+                     protocols={"knn": {}, "finetune": {"finetune.epochs": 1, "snapshots": False}})
     assert main(["study", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     labels = [line.split()[0] for line in out.splitlines() if line.startswith("  sit/") or line.startswith("  random/")]
-    assert labels == ["sit/synth/seed0/pretrain", "sit/synth/seed0/knn", "sit/synth/seed0/finetune",
-                      "sit/synth/seed1/pretrain", "sit/synth/seed1/knn", "sit/synth/seed1/finetune",
-                      "random/synth/seed0/knn", "random/synth/seed0/finetune", "random/synth/seed1/knn",
-                      "random/synth/seed1/finetune"]
-    assert "(5 steps)" in out and "10 of 10 stages to run, estimated" in out
+    assert labels == ["sit/synth/seed0/pretrain", "sit/synth/seed0/knn@ep1", "sit/synth/seed0/knn",
+                      "sit/synth/seed0/finetune", "random/synth/seed0/knn", "random/synth/seed0/finetune",
+                      "sit/synth/seed1/pretrain", "sit/synth/seed1/knn@ep1", "sit/synth/seed1/knn",
+                      "sit/synth/seed1/finetune", "random/synth/seed1/knn", "random/synth/seed1/finetune"]
+    assert "(epochs 1, 2)" in out and "12 of 12 stages to run, estimated" in out
     assert not (tmp_path / "toy").exists()
 
 
@@ -124,6 +125,7 @@ def test_dry_run_prints_the_plan_with_estimates_and_runs_nothing(tmp_path, capsy
     ({"protocols": {"linear": {"linear.epoch": 3}}}, "epoch"),
     ({"entries": {"sit": "quickstart", "r": {"like": "mae"}}}, "like: 'mae' must name another entry"),
     ({"budget": {"hours": 2}}, "study key 'budget' must be one of"),
+    ({"protocols": {"knn": {"snapshots": "no"}}}, "'protocols.knn.snapshots' must be true or false"),
     ({"seed": [0]}, "study key 'seed' is unknown"),
 ])
 def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, change, message):

@@ -89,9 +89,9 @@ def plan(study: Study, *, check_data: bool = True) -> list[Stage]:
     """Every stage, in the order they run (each pre-training, then its evaluations), resolved and
     checked; `check_data` also scans every split (file lists and labels, nothing decoded)."""
     stages: list[Stage] = []
-    for entry in study.entries:
-        for dataset in study.datasets:
-            for seed in study.seeds:
+    for seed in study.seeds:  # every entry's first seed first: a study stopped half-way has a whole table
+        for entry in study.entries:
+            for dataset in study.datasets:
                 folder = study.output_dir / "stages" / entry.name / dataset / f"seed{seed}"
                 label = f"{entry.name}/{dataset}/seed{seed}/pretrain"
                 try:
@@ -103,7 +103,7 @@ def plan(study: Study, *, check_data: bool = True) -> list[Stage]:
                 budget = pre.budget
                 snapshots = list(budget.epochs[:-1]) if budget is not None and not entry.random else []
                 for protocol in study.protocols:
-                    for epoch in [*snapshots, None]:
+                    for epoch in [*([] if protocol in study.final_only else snapshots), None]:
                         try:
                             stages.append(_eval_stage(study, pre, protocol, epoch))
                         except VitsslError as e:

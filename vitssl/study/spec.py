@@ -15,7 +15,7 @@ by each protocol. Only the file's shape is checked here; the plan checks every s
       random: {like: sit}                # random init shaped, fed and read like sit (evaluations only)
     protocols:                           # knn, linear, fewshot, finetune: NAME: overrides
       knn: {}
-      finetune: {finetune.epochs: 30}
+      finetune: {finetune.epochs: 30, snapshots: false}   # snapshots: false: the last epoch only
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class Study:
     entries: list[Entry]
     protocols: dict[str, list[str]]  # protocol -> its overrides
     pretrain: list[str] = field(default_factory=list)
+    final_only: set[str] = field(default_factory=set)  # protocols not run on the epoch snapshots
     eval: list[str] = field(default_factory=list)
     budget: Optional[Budget] = None
 
@@ -197,10 +198,18 @@ def read_study(path: str | Path) -> Study:
     for p in protocols_raw:
         if p not in PROTOCOLS:
             raise ConfigError(f"study protocol '{p}' is unknown; choose among {', '.join(PROTOCOLS)}")
-    protocols = {p: as_overrides(v, f"protocols.{p}") for p, v in protocols_raw.items()}
+    final_only = set()
+    for p, v in protocols_raw.items():
+        snapshots = v.get("snapshots", True) if isinstance(v, dict) else True
+        if not isinstance(snapshots, bool):
+            raise ConfigError(f"study key 'protocols.{p}.snapshots' must be true or false, got {snapshots!r}")
+        if not snapshots:
+            final_only.add(p)
+    protocols = {p: as_overrides({k: x for k, x in v.items() if k != "snapshots"} if isinstance(v, dict) else v,
+                                 f"protocols.{p}") for p, v in protocols_raw.items()}
     budget = _budget(raw["budget"], "budget") if raw.get("budget") is not None else None
     out = Path(raw.get("output_dir") or f"runs/study-{name}")
     return Study(name=name, path=path, output_dir=out, seeds=seeds, datasets=datasets,
                  entries=_entries(raw.get("entries")), protocols=protocols,
                  pretrain=as_overrides(raw.get("pretrain"), "pretrain"), eval=as_overrides(raw.get("eval"), "eval"),
-                 budget=budget)
+                 budget=budget, final_only=final_only)
