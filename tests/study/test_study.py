@@ -142,14 +142,21 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, change, me
 def test_budgets_and_entries_are_read_as_written(tmp_path):
     path = toy_study(tmp_path, budget={"epochs": 30}, entries={
         "a": {"config": "cpu/sit_cifar10", "overrides": ["optim.base_lr=1e-3"], "budget": {"epochs": [30, 10, 20]}},
-        "b": {"config": "quickstart", "budget": {"minutes": 5}}, "c": None, "d": {"like": "a"}})
+        "b": {"config": "quickstart", "budget": {"minutes": 5}}, "c": None, "d": {"like": "a", "eval": {"finetune.layer_decay": 1.0}}})
     s = read_study(path)
     a, b, c, d = s.entries
     assert a.budget == Budget(epochs=(10, 20, 30)) and "log.checkpoint_every=10" in a.budget.overrides()
     assert b.budget.kind == "minutes" and c.config is None and c.budget is None and s.budget == Budget(epochs=(30,))
     assert d.random and d.config == "cpu/sit_cifar10" and d.overrides == ["optim.base_lr=1e-3"]
+    assert d.eval == ["finetune.layer_decay=1.0"] and a.eval == []
     with pytest.raises(ConfigError, match="entry name"):
         read_study(toy_study(tmp_path, entries={"a/b": "quickstart"}))
+    from vitssl.study.plan import plan
+
+    stages = plan(read_study(toy_study(tmp_path, protocols={"finetune": {}}, entries={
+        "sit": "quickstart", "scratch": {"like": "sit", "eval": {"finetune.layer_decay": 1.0}}})), check_data=False)
+    decay = {st.entry.name: st.config["finetune"]["layer_decay"] for st in stages if st.kind == "finetune"}
+    assert decay == {"sit": 0.75, "scratch": 1.0}
 
 
 RANDSAC = {"config": "randsac_cifar10", "overrides": {  # 16 px / patch 4: a 4x4 grid, where 2x2 squares in

@@ -77,7 +77,7 @@ def _eval_stage(study: Study, pre: Stage, protocol: str, epoch: Optional[int]) -
     name = protocol if epoch is None else f"{protocol}-ep{epoch}"
     folder = pre.folder.parent / name
     data = apply_overrides(merge(base, {"checkpoint": checkpoint, "seed": pre.seed}),
-                           [*study.eval, *study.datasets[pre.dataset], *study.protocols[protocol],
+                           [*study.eval, *study.datasets[pre.dataset], *study.protocols[protocol], *entry.eval,
                             f"output_dir={folder}"])
     config = to_dict(from_dict(EvalConfig, data))
     source = None if entry.random else pre

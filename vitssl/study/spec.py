@@ -13,6 +13,7 @@ by each protocol. Only the file's shape is checked here; the plan checks every s
       sit: {config: cpu/sit_cifar10, overrides: {optim.base_lr: 1.0e-3}, budget: {epochs: [10, 30]}}
       mae: cpu/mae_cifar10               # a config alone
       random: {like: sit}                # random init shaped, fed and read like sit (evaluations only)
+      scratch: {like: sit, eval: {finetune.layer_decay: 1.0}}   # eval: this entry's own evaluation keys
     protocols:                           # knn, linear, fewshot, finetune: NAME: overrides
       knn: {}
       finetune: {finetune.epochs: 30, snapshots: false}   # snapshots: false: the last epoch only
@@ -33,7 +34,7 @@ from vitssl.errors import ConfigError
 
 PROTOCOLS = ("knn", "linear", "fewshot", "finetune")
 TOP_KEYS = ("name", "output_dir", "seeds", "datasets", "budget", "pretrain", "eval", "entries", "protocols")
-ENTRY_KEYS = ("config", "overrides", "budget", "like", "random")
+ENTRY_KEYS = ("config", "overrides", "budget", "like", "random", "eval")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # entry and dataset names are folder names
 
 
@@ -72,6 +73,7 @@ class Entry:
     overrides: list[str]
     budget: Optional[Budget]
     random: bool = False  # evaluate a random-init encoder of this entry's shape; nothing is pre-trained
+    eval: list[str] = field(default_factory=list)  # overrides of this entry's evaluations (after the protocol's)
 
 
 @dataclass
@@ -153,16 +155,16 @@ def _entries(raw, where: str = "entries") -> list[Entry]:
             if other not in specs or "like" in specs[other]:
                 raise ConfigError(f"study entry '{name}': like: {other!r} must name another entry that is not "
                                   f"itself a 'like' one; entries: {', '.join(specs)}")
-            if set(spec) - {"like", "random"}:
+            if set(spec) - {"like", "random", "eval"}:
                 raise ConfigError(f"study entry '{name}': 'like' takes the other entry's config and overrides; "
-                                  "give no config, overrides or budget beside it")
-            spec, random = specs[other], True
+                                  "give no config, overrides or budget beside it (eval: its own evaluation keys)")
+            spec, random = {**specs[other], "eval": spec.get("eval")}, True
         config = spec.get("config")
         if config is not None and not isinstance(config, str):
             raise ConfigError(f"study entry '{name}': config must be a file or built-in config name, got {config!r}")
         budget = _budget(spec["budget"], f"entries.{name}.budget") if spec.get("budget") is not None else None
         entries.append(Entry(name, config, as_overrides(spec.get("overrides"), f"entries.{name}.overrides"),
-                             None if random else budget, random))
+                             None if random else budget, random, as_overrides(spec.get("eval"), f"entries.{name}.eval")))
     return entries
 
 
