@@ -123,3 +123,10 @@ def test_a_method_from_another_package_is_found_through_its_entry_point(monkeypa
                         lambda group: [EntryPoint()] if group == "vitssl.methods" else [])
     assert registry.get("plugin") is Plugin
     assert load_config(None, ["method.name=plugin"]).method == PluginConfig()
+
+
+def test_a_method_is_read_by_the_token_its_loss_trains():
+    """Frozen features read the CLS token only where a loss trains it (contrastive / self-distillation);
+    reconstruction-only methods are read by mean pooling (pure GMML read by CLS lost 2.7 k-NN points)."""
+    pools = {n: registry.pool_of(n) for n in ("sit", "mocov3", "dino", "gmml", "mae", "randsac")}
+    assert pools == {"sit": "cls", "mocov3": "cls", "dino": "cls", "gmml": "avg", "mae": "avg", "randsac": "avg"}
