@@ -1,0 +1,122 @@
+"""Probe accuracy against pre-training CPU time, from a study with epoch snapshots (issue 17, question 3:
+the methods at equal CPU time, without a wall-clock budget that the machine's load would change).
+
+Each entry's seconds per pre-training image are measured here with the study's own estimator (a full
+method step, augmentation to AdamW, on a batch of 64: `vitssl.study.estimate.Rates`; run this on an
+otherwise idle machine) and multiplied by the images each snapshot had seen. The accuracies are the
+study's (results.json). Writes cpu_time.md, cpu_time.json and cpu_time.png: every snapshot with its
+CPU-minutes, and for each budget the accuracy each entry reaches within it (its latest snapshot that
+fits; no interpolation).
+
+python benchmarks/study_cpu_time.py benchmarks/studies/repro_claim.yaml [--results DIR] [--out DIR]
+    [--budgets 5 10 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from vitssl.machine import describe  # noqa: E402
+from vitssl.study.estimate import Rates  # noqa: E402
+from vitssl.study.plan import plan  # noqa: E402
+from vitssl.study.spec import read_study  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("study")
+    ap.add_argument("--results", help="the study's output folder (default: its output_dir)")
+    ap.add_argument("--out", help="where to write (default: the results folder)")
+    ap.add_argument("--budgets", nargs="+", type=float, help="CPU-minute budgets (default: every snapshot's time)")
+    args = ap.parse_args()
+    study = read_study(args.study)
+    folder = Path(args.results or study.output_dir)
+    results = json.loads((folder / "results.json").read_text())
+    rates = Rates()
+    per_image: dict[str, float] = {}  # entry -> measured seconds per pre-training image
+    images: dict[str, int] = {}  # entry -> images per epoch
+    for st in plan(study):
+        if st.kind == "pretrain" and st.entry.name not in per_image:
+            per_image[st.entry.name] = rates.pretrain(st.config)
+            images[st.entry.name] = st.images // st.config["train"]["batch_size"] * st.config["train"]["batch_size"]
+            print(f"{st.entry.name}: {1 / per_image[st.entry.name]:.1f} img/s", file=sys.stderr)
+    points = []  # (entry, protocol, epoch, minutes, mean, std, n)
+    for s in results["summary"]:
+        e = s["entry"]
+        if e in per_image and s.get("pretrain_epoch"):
+            minutes = s["pretrain_epoch"] * images[e] * per_image[e] / 60
+            points.append(dict(entry=e, protocol=s["protocol"], epoch=s["pretrain_epoch"], cpu_minutes=round(minutes, 2),
+                               mean=s["mean"], std=s["std"], seeds=len(s["seeds"])))
+    random = {(s["entry"], s["protocol"]): s["mean"] for s in results["summary"] if s["entry"] not in per_image}
+    protocols = sorted({p["protocol"] for p in points} - {"finetune"})
+    budgets = sorted(set(args.budgets or [p["cpu_minutes"] for p in points]))
+    reach = defaultdict(dict)  # (budget, protocol) -> entry -> point
+    for b in budgets:
+        for p in points:
+            if p["cpu_minutes"] <= b + 1e-9 and p["protocol"] in protocols:
+                best = reach[(b, p["protocol"])].get(p["entry"])
+                if best is None or p["epoch"] > best["epoch"]:
+                    reach[(b, p["protocol"])][p["entry"]] = p
+
+    entries = list(per_image)
+    m = describe()
+    lines = [f"# {study.name}: probe accuracy against pre-training CPU time", "",
+             f"`python benchmarks/study_cpu_time.py {args.study}` on {m['cpu']}, {m['cores']} cores, torch "
+             f"{m['torch']}, {m['date']}.", "",
+             "Seconds per pre-training image measured by `vitssl.study.estimate.Rates` (one method step on a batch "
+             "of 64, idle machine) x the images each snapshot had seen; accuracy: the study's mean over seeds.", "",
+             "| entry | img/s | " + " | ".join(f"epochs (min): {p}" for p in protocols) + " |",
+             "|---" * (2 + len(protocols)) + "|"]
+    for e in entries:
+        cells = []
+        for proto in protocols:
+            mine = sorted((p for p in points if p["entry"] == e and p["protocol"] == proto), key=lambda p: p["epoch"])
+            cells.append(", ".join(f"{p['epoch']:g} ({p['cpu_minutes']:.1f}): {p['mean']:.2f}" for p in mine) or "–")
+        lines.append(f"| {e} | {1 / per_image[e]:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", "Within each CPU budget, the accuracy of each entry's latest snapshot that fits (– : none fits):", "",
+              "| budget (CPU-min) | protocol | " + " | ".join(entries) + " |", "|---" * (2 + len(entries)) + "|"]
+    for b in budgets:
+        for proto in protocols:
+            got = reach[(b, proto)]
+            lines.append(f"| {b:g} | {proto} | " + " | ".join(
+                f"{got[e]['mean']:.2f} (ep {got[e]['epoch']:g})" if e in got else "–" for e in entries) + " |")
+    if random:
+        lines += ["", "Random init: " + ", ".join(f"{e} {p} {m:.2f}" for (e, p), m in sorted(random.items()))]
+    out = Path(args.out or folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cpu_time.md").write_text("\n".join(lines) + "\n")
+    (out / "cpu_time.json").write_text(json.dumps({"study": study.name, "machine": m, "img_per_s": {
+        e: 1 / v for e, v in per_image.items()}, "points": points, "random_init": [
+        {"entry": e, "protocol": p, "mean": m} for (e, p), m in sorted(random.items())]}, indent=2) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), squeeze=False)
+    for ax, proto in zip(axes[0], protocols):
+        for e in entries:
+            mine = sorted((p for p in points if p["entry"] == e and p["protocol"] == proto), key=lambda p: p["epoch"])
+            if mine:
+                ax.errorbar([p["cpu_minutes"] for p in mine], [p["mean"] for p in mine],
+                            yerr=[p["std"] for p in mine], marker="o", capsize=3, label=e)
+        for (e, p), m in random.items():
+            if p == proto:
+                ax.axhline(m, ls="--", lw=0.8, color="gray")
+        ax.set_xscale("log")
+        ax.set_xlabel("pre-training CPU-minutes (measured rate)")
+        ax.set_ylabel(f"{proto} accuracy (%)")
+        ax.set_title(proto)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "cpu_time.png", dpi=110)
+    print(f"wrote {out / 'cpu_time.md'}, cpu_time.json and cpu_time.png")
+
+
+if __name__ == "__main__":
+    main()
