@@ -49,8 +49,8 @@ def main() -> None:
         e = s["entry"]
         if e in per_image and s.get("pretrain_epoch"):
             minutes = s["pretrain_epoch"] * images[e] * per_image[e] / 60
-            points.append(dict(entry=e, protocol=s["protocol"], epoch=s["pretrain_epoch"], cpu_minutes=round(minutes, 2),
-                               mean=s["mean"], std=s["std"], seeds=len(s["seeds"])))
+            points.append(dict(entry=e, protocol=s["protocol"], epoch=s["pretrain_epoch"],
+                               cpu_minutes=round(minutes, 2), mean=s["mean"], std=s["std"], seeds=len(s["seeds"])))
     random = {(s["entry"], s["protocol"]): s["mean"] for s in results["summary"] if s["entry"] not in per_image}
     protocols = sorted({p["protocol"] for p in points} - {"finetune"})
     budgets = sorted(set(args.budgets or [p["cpu_minutes"] for p in points]))
@@ -77,7 +77,8 @@ def main() -> None:
             mine = sorted((p for p in points if p["entry"] == e and p["protocol"] == proto), key=lambda p: p["epoch"])
             cells.append(", ".join(f"{p['epoch']:g} ({p['cpu_minutes']:.1f}): {p['mean']:.2f}" for p in mine) or "–")
         lines.append(f"| {e} | {1 / per_image[e]:.1f} | " + " | ".join(cells) + " |")
-    lines += ["", "Within each CPU budget, the accuracy of each entry's latest snapshot that fits (– : none fits):", "",
+    lines += ["", "Within each CPU budget, the accuracy of each entry's latest snapshot that fits (–: none fits):",
+              "",
               "| budget (CPU-min) | protocol | " + " | ".join(entries) + " |", "|---" * (2 + len(entries)) + "|"]
     for b in budgets:
         for proto in protocols:

@@ -142,7 +142,8 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys, change, me
 def test_budgets_and_entries_are_read_as_written(tmp_path):
     path = toy_study(tmp_path, budget={"epochs": 30}, entries={
         "a": {"config": "cpu/sit_cifar10", "overrides": ["optim.base_lr=1e-3"], "budget": {"epochs": [30, 10, 20]}},
-        "b": {"config": "quickstart", "budget": {"minutes": 5}}, "c": None, "d": {"like": "a", "eval": {"finetune.layer_decay": 1.0}}})
+        "b": {"config": "quickstart", "budget": {"minutes": 5}}, "c": None,
+        "d": {"like": "a", "eval": {"finetune.layer_decay": 1.0}}})
     s = read_study(path)
     a, b, c, d = s.entries
     assert a.budget == Budget(epochs=(10, 20, 30)) and "log.checkpoint_every=10" in a.budget.overrides()

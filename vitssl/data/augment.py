@@ -2,8 +2,9 @@
 
 uint8 (B, 3, S, S), or the same as float in [0, 1] (`unit`, shared by several views) -> normalised
 float (B, 3, s, s). Photos kept whole arrive as (B, 4, C, C) canvases (`vitssl.data.images.to_canvas`):
-crops are then drawn from each photo's own extent, with its own aspect ratio. Every parameter is drawn per image from the global torch RNG of the device
-(checkpointed by the loop, so resumed runs repeat it exactly).
+crops are then drawn from each photo's own extent, with its own aspect ratio. Every parameter is drawn
+per image from the global torch RNG of the device (checkpointed by the loop, so resumed runs repeat it
+exactly).
 
 - random resized crop and horizontal flip: one `grid_sample` (bicubic, as the official SiT and MAE
   crops, or bilinear) on a grid built from two vectors per image;

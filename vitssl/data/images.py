@@ -85,8 +85,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def _decode_jpeg_scaled(data: bytes, size: int) -> tuple[Image.Image, int] | None:
-    """(image, scale): a JPEG decoded by libjpeg-turbo (simplejpeg) at the smallest DCT scale of 1/2, 1/4 or 1/8 whose
-    shorter side is still at least `size` (a 500x375 photo for 64 px: 1/4 side, 1/16 of the pixels),
+    """(image, scale): a JPEG decoded by libjpeg-turbo (simplejpeg) at the smallest DCT scale of 1/2, 1/4
+    or 1/8 whose shorter side is still at least `size` (a 500x375 photo for 64 px: 1/4 side, 1/16 of the pixels),
     as Pillow's `draft` scales (other n/8 scales move pixels more than JPEG's own rounding does).
     None where the plain path must decide (no reduction possible, not a JPEG, EXIF rotation, CMYK,
     damage, no simplejpeg)."""

@@ -164,7 +164,8 @@ def _entries(raw, where: str = "entries") -> list[Entry]:
             raise ConfigError(f"study entry '{name}': config must be a file or built-in config name, got {config!r}")
         budget = _budget(spec["budget"], f"entries.{name}.budget") if spec.get("budget") is not None else None
         entries.append(Entry(name, config, as_overrides(spec.get("overrides"), f"entries.{name}.overrides"),
-                             None if random else budget, random, as_overrides(spec.get("eval"), f"entries.{name}.eval")))
+                             None if random else budget, random,
+                             as_overrides(spec.get("eval"), f"entries.{name}.eval")))
     return entries
 
 
