@@ -57,8 +57,9 @@ def crop_params(b: int, scale: tuple[float, float], ratio: tuple[float, float], 
 
 
 def photo_box(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """A float (B, 4, C, C) canvas batch in [0, 1] -> (its RGB (B, 3, C, C), the photos' boxes (left, top,
-    width, height) as fractions of the canvas, each (B,)). Photos are centred: the middle row and column cross them."""
+    """A float (B, 4, C, C) canvas batch in [0, 1] -> (its RGB (B, 3, C, C), the photos' boxes (left,
+    top, width, height) as fractions of the canvas, each (B,)). Photos are centred: the middle row and
+    column cross them."""
     c = x.shape[-1]
     alpha = x[:, 3]
     cols, rows = alpha[:, c // 2, :] > 0.5, alpha[:, :, c // 2] > 0.5  # (B, C) each

@@ -44,7 +44,7 @@ class ImageDataset:
     store_size: int
     images: Optional[torch.Tensor] = None  # (N, 3, S, S) uint8 when decoded into memory; (N, 4, C, C) canvases
     paths: Optional[list[str]] = None  # the files, when streamed
-    decode: Optional[Decode] = None  # how the files are decoded (streamed); None: centre squares of store_size
+    decode: Optional[Decode] = None  # how the files are (or were) decoded; None: centre squares of store_size
     skipped: list[str] = field(default_factory=list)  # unreadable files left out
     formed: str = ""  # how the split was formed, in words
     identity: str = ""  # names exactly these images (source, place, files or indices): feature-cache keys use it

@@ -52,7 +52,8 @@ def bad_images_error(errors: list[str], hint: str) -> DataError:
 
 
 class BatchLoader:
-    """Per-process (images uint8 (B, 3, S, S) or canvases (B, 4, C, C), labels (B,)) batches, an epoch at a time."""
+    """Per-process (images uint8 (B, 3, S, S) or canvases (B, 4, C, C), labels (B,)) batches, an epoch at
+    a time."""
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, device: torch.device, seed: int = 0,
                  rank: int = 0, world: int = 1, shuffle: bool = True, drop_last: bool = True,

@@ -56,11 +56,12 @@ class Rates:
             opt = torch.optim.AdamW(params, lr=1e-6)
             d = cfg.data
             size = d.resolved_store_size
-            images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=self.device)
             if d.aspect == "keep":  # photos kept whole: canvases as wide as allowed, the photos across them
                 side = Decode(size, aspect="keep", max_aspect=d.max_aspect).canvas
                 canvas = torch.from_numpy(to_canvas(np.full((size, side, 3), 128, np.uint8), side))
                 images = canvas.permute(2, 0, 1).expand(batch, -1, -1, -1).contiguous().to(self.device)
+            else:
+                images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=self.device)
             labels = torch.zeros(batch, dtype=torch.long, device=self.device)
 
             def step() -> None:
