@@ -190,3 +190,12 @@ def test_a_later_vitssl_with_new_config_keys_keeps_finished_stages(tmp_path, ent
     cfg["optim"]["base_lr"] *= 2
     (pre.folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert status(pre) == "replace" and status(knn) == "replace"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "benchmarks" / "studies").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_committed_study_file_plans(path):
+    """The study files under benchmarks/studies resolve every stage's config (data is not scanned here)."""
+    from vitssl.study.plan import plan
+
+    assert plan(read_study(path), check_data=False)
