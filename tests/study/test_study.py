@@ -199,3 +199,29 @@ def test_every_committed_study_file_plans(path):
     from vitssl.study.plan import plan
 
     assert plan(read_study(path), check_data=False)
+
+
+def test_keep_going_records_a_failed_stage_and_runs_the_rest(tmp_path, capsys):
+    """A training that diverges stops the study by default; with --keep-going it is listed (with the
+    loop's advice), its evaluations are skipped, every other stage runs and the table holds them."""
+    path = toy_study(tmp_path, budget={"epochs": [1]}, protocols={"knn": {"knn.k": 5}},
+                     entries={"bad": {"config": "quickstart", "overrides": {"optim.base_lr": 1.0e30}},
+                              "sit": "quickstart", "random": {"like": "sit"}})
+    assert main(["study", str(path), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "Traceback" not in err
+    assert not (tmp_path / "toy" / "stages" / "sit").exists()  # stopped at the first failure
+
+    assert main(["study", str(path), "--quiet", "--keep-going"]) == 1
+    err = capsys.readouterr().err
+    assert "stage bad/synth/seed0/pretrain failed, going on without it" in err
+    assert "2 stage(s) did not run to the end" in err
+    res = json.loads((tmp_path / "toy" / "results.json").read_text())
+    assert set(res["failed"]) == {"bad/synth/seed0/pretrain", "bad/synth/seed0/knn"}
+    assert "non-finite" in res["failed"]["bad/synth/seed0/pretrain"]
+    assert res["failed"]["bad/synth/seed0/knn"] == "skipped: bad/synth/seed0/pretrain failed"
+    assert sorted(s["entry"] for s in res["summary"]) == ["random", "sit"]
+    md = (tmp_path / "toy" / "results.md").read_text()
+    assert "## Failed stages" in md and "| bad/synth/seed0/pretrain | the loss or a gradient became non-finite" in md
+    assert json.loads((tmp_path / "toy" / "stages" / "bad" / "synth" / "seed0" / "pretrain" / "stage.json")
+                      .read_text())["status"] == "failed"

@@ -99,15 +99,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from vitssl.study.runner import StudyStopped, run_study
+    from vitssl.study.runner import StagesFailed, StudyStopped, run_study
     from vitssl.study.spec import read_study
 
     try:
-        run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet)
+        run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet, keep_going=args.keep_going)
     except StudyStopped as e:
         print(f"study stopped during stage {e}; what was done is kept: `vitssl study {args.study}` continues it",
               file=sys.stderr)
         return 130
+    except StagesFailed as e:
+        print(f"study: {len(e.failed)} stage(s) did not run to the end (listed in results.md): "
+              + "; ".join(f"{k}: {v}" for k, v in e.failed.items()), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -172,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study", metavar="STUDY.yaml")
     st.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, run nothing")
     st.add_argument("--quiet", action="store_true", help="no per-stage progress bars (the study's own lines stay)")
+    st.add_argument("--keep-going", action="store_true",
+                    help="a stage that fails (e.g. a diverged training) is listed in results.md and the study goes "
+                         "on without it and its evaluations (exit status 1 at the end); default: stop there")
     st.set_defaults(func=cmd_study)
     ca = sub.add_parser("cache", help="list or clear the cache of decoded datasets and features")
     ca.add_argument("action", choices=["list", "clear"])

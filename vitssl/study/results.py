@@ -75,7 +75,7 @@ def _cell(item: dict | None) -> str:
     return f"{item['mean']:.2f}{spread} ({len(item['seeds'])})"
 
 
-def markdown(study: Study, summary: list[dict], meta: dict) -> str:
+def markdown(study: Study, summary: list[dict], meta: dict, failed: dict[str, str] | None = None) -> str:
     m = meta["machine"]
     lines = [f"# Study {study.name}", "",
              f"`{meta['command']}` — {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
@@ -105,6 +105,11 @@ def markdown(study: Study, summary: list[dict], meta: dict) -> str:
                     by = {s["pretrain_epoch"]: s for s in curve if s["entry"] == e.name and s["protocol"] == p}
                     if by:
                         lines.append(f"| {e.name} | {p} | " + " | ".join(_cell(by.get(x)) for x in epochs) + " |")
+        lines.append("")
+    if failed:
+        lines += ["## Failed stages", "", "Not in the tables above; rerun the study to retry them.", "",
+                  "| stage | what happened |", "|---|---|"]
+        lines += [f"| {label} | {why.replace('|', '/')} |" for label, why in failed.items()]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -169,9 +174,10 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
     return written
 
 
-def write_results(study: Study, stages: list[Stage], done: set[str]) -> dict:
+def write_results(study: Study, stages: list[Stage], done: set[str], failed: dict[str, str] | None = None) -> dict:
     """results.json, results.md, plots and configs/ (every stage's resolved config) in the study's folder,
-    from the evaluations in `done` (labels of finished stages with this study's config)."""
+    from the evaluations in `done` (labels of finished stages with this study's config); `failed`: stages
+    that failed in this run (label: why), listed apart."""
     out = study.output_dir
     rows = rows_of(stages, done)
     summary = summarise(rows)
@@ -184,8 +190,8 @@ def write_results(study: Study, stages: list[Stage], done: set[str]) -> dict:
             "command": f"vitssl study {study.path}",
             "machine": describe(), "seeds": study.seeds}
     plots = plot(study, summary, out) if summary else []
-    result = {**meta, "summary": summary, "rows": rows, "plots": plots,
+    result = {**meta, "summary": summary, "rows": rows, "plots": plots, "failed": dict(failed or {}),
               "stages": [{"stage": s.label, "folder": str(s.folder), "key": s.key} for s in stages]}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(study, summary, meta))
+    (out / "results.md").write_text(markdown(study, summary, meta, failed))
     return result

@@ -43,6 +43,15 @@ class StudyStopped(Exception):
     """Ctrl-C during a stage: what was done is kept (an interrupted training saved a checkpoint)."""
 
 
+class StagesFailed(Exception):
+    """With keep_going: stages that failed (a diverged training, an unreadable image found while decoding)
+    and those skipped because what they evaluate failed; everything else ran and is in the results."""
+
+    def __init__(self, failed: dict[str, str]):
+        super().__init__(f"{len(failed)} stage(s) failed or were skipped")
+        self.failed = failed
+
+
 def _summary(folder: Path) -> dict | None:
     """A training run's summary.json (also written when Ctrl-C stopped it: marked stopped_early)."""
     try:
@@ -179,9 +188,11 @@ def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: 
           "machine (measured step rates; data decoding and a loaded machine add to it)")
 
 
-def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> dict | None:
+def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, keep_going: bool = False) -> dict | None:
     """Plan (everything checked before anything runs), print the plan, run what is not done, write the
-    results. Returns the results (None for a dry run)."""
+    results. Returns the results (None for a dry run). `keep_going`: a stage that fails (a diverged
+    training, a bad image met while decoding) is recorded and the study goes on without it and the
+    evaluations of what it trained; StagesFailed names them at the end."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("vitssl study runs in one process (its stages one after another); run it without "
                           "torchrun, or run a stage's own command under torchrun")
@@ -199,21 +210,39 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True) -> 
     (study.output_dir / "study.yaml").write_text(study.path.read_text())
     todo = [i for i, how in enumerate(states) if how != "done"]
     started, spent, planned = time.time(), 0.0, 0.0
+    failed: dict[str, str] = {}
     for n, i in enumerate(todo, 1):
         st = stages[i]
         t = time.time()
+        if st.source is not None and st.source.label in failed:
+            failed[st.label] = f"skipped: {st.source.label} failed"
+            continue
         print(f"study: stage {n}/{len(todo)}: {st.label} ({states[i]})", file=sys.stderr, flush=True)
-        _run_stage(st, states[i], progress)
+        try:
+            _run_stage(st, states[i], progress)
+        except VitsslError as e:
+            if not keep_going:
+                raise
+            failed[st.label] = one_line(e)
+            _write_state(st.folder, {"stage": st.label, "key": st.key, "status": "failed", "error": failed[st.label]})
+            print(f"study: stage {st.label} failed, going on without it: {failed[st.label]}", file=sys.stderr,
+                  flush=True)
         gc.collect()
         spent += time.time() - t
         planned += estimates[i]
         if st.kind != "pretrain":  # the table so far, so that a long study's finished part can be read (and kept)
-            write_results(study, stages, _done(stages))
+            write_results(study, stages, _done(stages), failed)
         left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
         print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
               file=sys.stderr, flush=True)
-    results = write_results(study, stages, _done(stages))
+    results = write_results(study, stages, _done(stages), failed)
     print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
           file=sys.stderr)
+    if failed:
+        raise StagesFailed(failed)
     return results
+
+
+def one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
