@@ -2,7 +2,7 @@
 the methods at equal CPU time, without a wall-clock budget that the machine's load would change).
 
 Each entry's seconds per pre-training image are measured here with the study's own estimator (a full
-method step, augmentation to AdamW, on a batch of 64: `vitssl.study.estimate.Rates`; run this on an
+method step, augmentation to AdamW, on a batch of up to 32 images: `vitssl.study.estimate.Rates`; run this on an
 otherwise idle machine) and multiplied by the images each snapshot had seen. The accuracies are the
 study's (results.json). Writes cpu_time.md, cpu_time.json and cpu_time.png: every snapshot with its
 CPU-minutes, and for each budget the accuracy each entry reaches within it (its latest snapshot that
@@ -67,8 +67,8 @@ def main() -> None:
     lines = [f"# {study.name}: probe accuracy against pre-training CPU time", "",
              f"`python benchmarks/study_cpu_time.py {args.study}` on {m['cpu']}, {m['cores']} cores, torch "
              f"{m['torch']}, {m['date']}.", "",
-             "Seconds per pre-training image measured by `vitssl.study.estimate.Rates` (one method step on a batch "
-             "of 64, idle machine) x the images each snapshot had seen; accuracy: the study's mean over seeds.", "",
+             "Seconds per pre-training image measured by `vitssl.study.estimate.Rates` (method steps on a batch "
+             "of up to 32 images, idle machine) x the images each snapshot had seen; accuracy: the study's mean over seeds.", "",
              "| entry | img/s | " + " | ".join(f"epochs (min): {p}" for p in protocols) + " |",
              "|---" * (2 + len(protocols)) + "|"]
     for e in entries:

@@ -109,3 +109,33 @@ def test_encoder_shortcuts_do_less_work(tmp_path):
     assert rows[0]["speedup"] == 1.0 and rows[3]["speedup"] == 1.0
     assert fused == timm and skip < timm and cls < full
     assert [r["default"] for r in rows] == ["", "", "yes", "", "yes"]
+
+
+def test_repro_summary_pairs_seeds_and_names_what_holds(tmp_path):
+    """Gains are paired by seed against random init with the same pooling; an ordering holds only when
+    it has the paper's sign on every seed."""
+    from repro_summary import claim, orderings, paired
+
+    def row(entry, protocol, seed, acc, pool="avg", epoch=20.0, final=True):
+        return {"entry": entry, "protocol": protocol, "seed": seed, "accuracy": acc, "pool": pool,
+                "pretrain": "random init" if entry.startswith("scratch") else "epochs 5, 20",
+                "pretrain_epoch": 0 if entry.startswith("scratch") else epoch, "final": final}
+
+    rows = [row("scratch-avg", "finetune", 0, 60.0), row("scratch-avg", "finetune", 1, 62.0),
+            row("scratch-cls", "finetune", 0, 50.0, "cls"), row("scratch-cls", "finetune", 1, 52.0, "cls"),
+            row("mae", "finetune", 0, 65.0), row("mae", "finetune", 1, 63.0),
+            row("sit", "finetune", 0, 51.0, "cls"), row("sit", "finetune", 1, 51.0, "cls")]
+    text = "\n".join(claim(rows))
+    assert "| mae | avg | 64.00 ± 1.41 (2) | 61.00 ± 1.41 (2) (scratch-avg) | +3.00 ± 2.83 (2; +5.00, +1.00) | holds |" \
+        in text
+    assert "| sit | cls |" in text and "(scratch-cls) | +0.00 ± 1.41 (2; +1.00, -1.00) | unclear" in text
+    assert paired({0: 50.0, 1: 50.0}, {0: 50.3, 1: 50.2})[1] == "holds in sign, within noise"
+    assert paired({0: 50.0, 1: 50.0}, {0: 45.0, 1: 44.0})[1] == "reversed"
+    assert paired({0: 50.0}, {1: 55.0}) == ("–", "not measured yet")  # no seed in common: nothing paired
+
+    rows = [row("patch-raster", "linear", s, 40.0 + s) for s in (0, 1)] + \
+           [row("patch-random", "linear", s, 45.0 + s) for s in (0, 1)]
+    text = "\n".join(orderings(rows))
+    assert "| patch-random | – | 45.50 ± 0.71 (2) | +5.00 ± 0.00 (2; +5.00, +5.00) | 75.53 | +20.00 |" in text
+    assert "| random order beats raster | patch-raster | patch-random | +20.00 | +5.00 ± 0.00 (2; +5.00, +5.00) " \
+           "| holds |" in text
