@@ -4,6 +4,7 @@ reruns only what changed; the dry run's plan; one-line errors before anything ru
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -225,3 +226,33 @@ def test_keep_going_records_a_failed_stage_and_runs_the_rest(tmp_path, capsys):
     assert "## Failed stages" in md and "| bad/synth/seed0/pretrain | the loss or a gradient became non-finite" in md
     assert json.loads((tmp_path / "toy" / "stages" / "bad" / "synth" / "seed0" / "pretrain" / "stage.json")
                       .read_text())["status"] == "failed"
+
+
+def test_two_processes_on_other_seeds_share_one_study(tmp_path, capsys):
+    """`--seeds` splits a study between processes running side by side (each sees only its stages as
+    work, and writes the table of everything finished); a plain rerun then has nothing left."""
+    path = toy_study(tmp_path, seeds=[0, 1], budget={"epochs": [2]}, protocols={"knn": {"knn.k": 5}})
+    procs = [subprocess.Popen([sys.executable, "-m", "vitssl", "study", str(path), "--quiet", "--seeds", str(seed)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for seed in (0, 1)]
+    outs = [p.communicate() for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "3 of 6 stages to run (3 not selected: --seeds/--entries)" in out, out
+    assert "sit/synth/seed1/pretrain" not in outs[0][1] and "sit/synth/seed0/pretrain" not in outs[1][1]
+    assert main(["study", str(path), "--quiet"]) == 0
+    assert "0 of 6 stages to run" in capsys.readouterr().out
+    res = json.loads((tmp_path / "toy" / "results.json").read_text())
+    assert sorted((s["entry"], s["seeds"]) for s in res["summary"]) == [("random", [0, 1]), ("sit", [0, 1])]
+    assert not list((tmp_path / "toy").glob(".*tmp*")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "7"], "--seeds: 7 not in the study; it has 0"),
+    (["--entries", "sit,mea"], "--entries: mea not in the study; it has sit, random")])
+def test_a_selection_outside_the_study_is_one_line(tmp_path, capsys, args, message):
+    path = toy_study(tmp_path)
+    assert main(["study", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and message in err, err
+    assert not (tmp_path / "toy").exists()

@@ -27,6 +27,13 @@ EXAMPLES = """examples:
 """
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a comma-separated list of integers, e.g. 0,1") from None
+
+
 def _pretrain_config(args):
     from vitssl.config import load_config
 
@@ -103,7 +110,8 @@ def cmd_study(args) -> int:
     from vitssl.study.spec import read_study
 
     try:
-        run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet, keep_going=args.keep_going)
+        run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet, keep_going=args.keep_going,
+                  seeds=args.seeds, entries=args.entries)
     except StudyStopped as e:
         print(f"study stopped during stage {e}; what was done is kept: `vitssl study {args.study}` continues it",
               file=sys.stderr)
@@ -176,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study", metavar="STUDY.yaml")
     st.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, run nothing")
     st.add_argument("--quiet", action="store_true", help="no per-stage progress bars (the study's own lines stay)")
+    st.add_argument("--seeds", type=_int_list, metavar="S[,S...]",
+                    help="run only these seeds' stages (e.g. one process per seed side by side, each with "
+                         "OMP_NUM_THREADS=1 on a small CPU); the results hold every finished stage")
+    st.add_argument("--entries", type=lambda v: [x for x in v.split(",") if x], metavar="E[,E...]",
+                    help="run only these entries' stages")
     st.add_argument("--keep-going", action="store_true",
                     help="a stage that fails (e.g. a diverged training) is listed in results.md and the study goes "
                          "on without it and its evaluations (exit status 1 at the end); default: stop there")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,6 +15,19 @@ import yaml
 from vitssl.machine import describe
 from vitssl.study.plan import Stage
 from vitssl.study.spec import Study
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Readers (and a second study process on other seeds) never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _savefig(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
 
 
 def _read(path: Path) -> dict:
@@ -144,7 +158,7 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
         ax.set_title(f"{study.name}: {dataset}")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "bars.png", dpi=110)
+    _savefig(fig, out / "bars.png")
     plt.close(fig)
     written.append("bars.png")
     curves = [s for s in summary if len(_epochs(summary, s)) > 1]
@@ -168,7 +182,7 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
             if ax.get_legend_handles_labels()[0]:  # a protocol with no results yet has nothing to name
                 ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / "epochs.png", dpi=110)
+        _savefig(fig, out / "epochs.png")
         plt.close(fig)
         written.append("epochs.png")
     return written
@@ -184,14 +198,14 @@ def write_results(study: Study, stages: list[Stage], done: set[str], failed: dic
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
     for st in stages:
-        (configs / (st.label.replace("/", "__").replace("@", "_") + ".yaml")).write_text(
-            yaml.safe_dump(st.config, sort_keys=False))
+        atomic_write(configs / (st.label.replace("/", "__").replace("@", "_") + ".yaml"),
+                     yaml.safe_dump(st.config, sort_keys=False))
     meta = {"study": study.name, "file": str(study.path), "output_dir": str(out),
             "command": f"vitssl study {study.path}",
             "machine": describe(), "seeds": study.seeds}
     plots = plot(study, summary, out) if summary else []
     result = {**meta, "summary": summary, "rows": rows, "plots": plots, "failed": dict(failed or {}),
               "stages": [{"stage": s.label, "folder": str(s.folder), "key": s.key} for s in stages]}
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(study, summary, meta, failed))
+    atomic_write(out / "results.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(out / "results.md", markdown(study, summary, meta, failed))
     return result

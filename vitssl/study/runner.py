@@ -19,7 +19,7 @@ from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
 from vitssl.study.estimate import Rates, estimate
 from vitssl.study.plan import Stage, plan
-from vitssl.study.results import write_results
+from vitssl.study.results import atomic_write, write_results
 from vitssl.study.spec import Study
 
 STATE = "stage.json"  # in each stage folder: the config key, 'running' or 'done', seconds
@@ -181,34 +181,53 @@ def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: 
     width = max(len(s.label) for s in stages)
     for st, how, est in zip(stages, states, estimates):
         budget = f"  ({st.budget.describe()})" if st.kind == "pretrain" and st.budget else ""
-        when = "done" if how == "done" else f"~{_clock(est)}"
+        when = {"done": "done", OTHER: "–"}.get(how, f"~{_clock(est)}")
         print(f"  {st.label:<{width}}  {how:<8} {when:>9}{budget}")
-    todo = sum(e for e, h in zip(estimates, states) if h != "done")
-    print(f"  {sum(h != 'done' for h in states)} of {len(stages)} stages to run, estimated {_clock(todo)} on this "
-          "machine (measured step rates; data decoding and a loaded machine add to it)")
+    todo = sum(e for e, h in zip(estimates, states) if h not in ("done", OTHER))
+    others = sum(h == OTHER for h in states)
+    print(f"  {sum(h not in ('done', OTHER) for h in states)} of {len(stages)} stages to run"
+          + (f" ({others} not selected: --seeds/--entries)" if others else "")
+          + f", estimated {_clock(todo)} on this machine (measured step rates; data decoding and a loaded machine "
+          "add to it)")
 
 
-def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, keep_going: bool = False) -> dict | None:
+OTHER = "other"  # a stage left out by --seeds/--entries (another process may be running it)
+
+
+def _select(study: Study, seeds: list[int] | None, entries: list[str] | None):
+    """The stages this process runs: --seeds and --entries checked against the study (one line if not)."""
+    for given, known, key in ((seeds, study.seeds, "--seeds"), (entries, [e.name for e in study.entries], "--entries")):
+        unknown = [x for x in given or [] if x not in known]
+        if unknown:
+            raise ConfigError(f"{key}: {', '.join(map(str, unknown))} not in the study; it has "
+                              f"{', '.join(map(str, known))}")
+    return lambda st: (seeds is None or st.seed in seeds) and (entries is None or st.entry.name in entries)
+
+
+def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, keep_going: bool = False,
+              seeds: list[int] | None = None, entries: list[str] | None = None) -> dict | None:
     """Plan (everything checked before anything runs), print the plan, run what is not done, write the
     results. Returns the results (None for a dry run). `keep_going`: a stage that fails (a diverged
     training, a bad image met while decoding) is recorded and the study goes on without it and the
-    evaluations of what it trained; StagesFailed names them at the end."""
+    evaluations of what it trained; StagesFailed names them at the end. `seeds`, `entries`: run only
+    those stages (e.g. one process per seed, side by side); the results hold every finished stage."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("vitssl study runs in one process (its stages one after another); run it without "
                           "torchrun, or run a stage's own command under torchrun")
     if study.output_dir.exists() and not study.output_dir.is_dir():
         raise ConfigError(f"study output_dir '{study.output_dir}' is a file; set output_dir in the study file")
+    selected = _select(study, seeds, entries)
     stages = plan(study)
-    states = [status(s) for s in stages]
+    states = [how if how == "done" or selected(s) else OTHER for s, how in ((s, status(s)) for s in stages)]
     rates = Rates()
-    estimates = [0.0 if how == "done" else estimate(st, rates, resume=how == "resume")
+    estimates = [0.0 if how in ("done", OTHER) else estimate(st, rates, resume=how == "resume")
                  for st, how in zip(stages, states)]
     print_plan(study, stages, states, estimates)
     if dry_run:
         return None
     study.output_dir.mkdir(parents=True, exist_ok=True)
-    (study.output_dir / "study.yaml").write_text(study.path.read_text())
-    todo = [i for i, how in enumerate(states) if how != "done"]
+    atomic_write(study.output_dir / "study.yaml", study.path.read_text())
+    todo = [i for i, how in enumerate(states) if how not in ("done", OTHER)]
     started, spent, planned = time.time(), 0.0, 0.0
     failed: dict[str, str] = {}
     for n, i in enumerate(todo, 1):
