@@ -22,7 +22,8 @@ from vitssl.study.plan import Stage, plan
 from vitssl.study.results import atomic_write, write_results
 from vitssl.study.spec import Study
 
-STATE = "stage.json"  # in each stage folder: the config key, 'running' or 'done', seconds
+STATE = "stage.json"  # in each stage folder: the config key, 'running', 'done' or 'failed', seconds
+OTHER = "other"  # the state shown for a stage left out by --seeds/--entries (another process may run it)
 
 
 def _state(folder: Path) -> dict | None:
@@ -191,9 +192,6 @@ def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: 
           "add to it)")
 
 
-OTHER = "other"  # a stage left out by --seeds/--entries (another process may be running it)
-
-
 def _select(study: Study, seeds: list[int] | None, entries: list[str] | None):
     """The stages this process runs: --seeds and --entries checked against the study (one line if not)."""
     for given, known, key in ((seeds, study.seeds, "--seeds"), (entries, [e.name for e in study.entries], "--entries")):
@@ -242,7 +240,7 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         except VitsslError as e:
             if not keep_going:
                 raise
-            failed[st.label] = one_line(e)
+            failed[st.label] = _one_line(e)
             _write_state(st.folder, {"stage": st.label, "key": st.key, "status": "failed", "error": failed[st.label]})
             print(f"study: stage {st.label} failed, going on without it: {failed[st.label]}", file=sys.stderr,
                   flush=True)
@@ -262,6 +260,6 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     return results
 
 
-def one_line(e: Exception) -> str:
+def _one_line(e: Exception) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
