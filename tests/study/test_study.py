@@ -193,6 +193,27 @@ def test_a_later_vitssl_with_new_config_keys_keeps_finished_stages(tmp_path, ent
     assert status(pre) == "replace" and status(knn) == "replace"
 
 
+def test_an_evaluation_read_another_way_than_the_method_now_reads_is_rerun(tmp_path):
+    """A study that left the pooling to the method (features.pool=auto, as older vitssl wrote it) keeps a
+    finished evaluation only if it used the pooling the method is read with now (GMML's changed)."""
+    from vitssl.study.plan import plan
+    from vitssl.study.runner import status
+
+    path = toy_study(tmp_path, budget={"steps": 2}, protocols={"knn": {}}, entries={"sit": "quickstart"})
+    assert main(["study", str(path), "--quiet"]) == 0
+    _, knn = plan(read_study(path))
+    assert knn.config["features"]["pool"] == "cls"  # SiT is read by its CLS token, and the stage says so
+    cfg = yaml.safe_load((knn.folder / "config.yaml").read_text())
+    cfg["features"]["pool"] = "auto"
+    (knn.folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    state = json.loads((knn.folder / "stage.json").read_text())
+    (knn.folder / "stage.json").write_text(json.dumps({**state, "key": "from-an-older-version"}))
+    assert status(knn) == "done"
+    res = json.loads((knn.folder / "results.json").read_text())
+    (knn.folder / "results.json").write_text(json.dumps({**res, "pool": "avg"}))  # read otherwise back then
+    assert status(knn) == "replace"
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "benchmarks" / "studies").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_every_committed_study_file_plans(path):

@@ -66,10 +66,10 @@ def _pretrain_stage(study: Study, entry: Entry, dataset: str, seed: int, folder:
 
 def _eval_stage(study: Study, pre: Stage, protocol: str, epoch: Optional[int]) -> Stage:
     entry = pre.entry
-    base = sections_of(pre.config)
+    # read as the method is, written out: a later vitssl that reads the method another way reruns the stage
+    base = merge(sections_of(pre.config), {"features": {"pool": pool_of(pre.config["method"]["name"])}})
     if entry.random:
         checkpoint = "random"
-        base = merge(base, {"features": {"pool": pool_of(pre.config["method"]["name"])}})  # read as the method is
     elif epoch is not None:
         checkpoint = str(pre.folder / "checkpoints" / f"epoch_{epoch:04d}.pt")
     else:

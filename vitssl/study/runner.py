@@ -118,11 +118,19 @@ def _same_config(stage: Stage) -> bool:
         if key in IGNORED:
             continue
         if key in old:
-            if old[key] != value:
-                return False
+            if old[key] != value and not (key == "features.pool" and old[key] == '"auto"' and _pool_read(stage) == value):
+                return False  # (a stage made when the study left the pooling to the method: the one it used counts)
         elif defaults.get(key) != value:
             return False  # a new key set away from its default
     return True
+
+
+def _pool_read(stage: Stage) -> str | None:
+    """The pooling a finished evaluation used (its results.json), as _flat writes values."""
+    try:
+        return json.dumps(json.loads((stage.folder / "results.json").read_text())["pool"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _move_aside(folder: Path) -> Path:
