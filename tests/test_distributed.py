@@ -42,6 +42,7 @@ def _worker(rank, world, init_file, out_dir):
     loss = info_nce(q[part], k[part], 0.2)
     torch.save({"y": y.detach(), "grad": xi.grad, "mean": bn.running_mean, "var": bn.running_var, "loss": loss},
                os.path.join(out_dir, f"{rank}.pt"))
+    dist.barrier()  # no rank tears the group down while another still talks to it (gloo aborts)
     dist.destroy_process_group()
 
 

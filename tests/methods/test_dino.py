@@ -79,6 +79,7 @@ def _worker(rank, world, init_file, out_dir):
     t = torch.randn(8, 128, generator=torch.Generator().manual_seed(2))
     m.update_center(t[rank * 4:rank * 4 + 4])
     torch.save({"center": m.center}, os.path.join(out_dir, f"{rank}.pt"))
+    dist.barrier()  # no rank tears the group down while another still talks to it (gloo aborts)
     dist.destroy_process_group()
 
 

@@ -80,6 +80,7 @@ def _worker(rank, world, init_file, out_dir):
     q1, q2, k1, k2 = m.query(x1[part]), m.query(x2[part]), m.key(x1[part]), m.key(x2[part])
     loss = info_nce(q1, k2, 0.2) + info_nce(q2, k1, 0.2)
     torch.save({"k1": k1, "k2": k2, "loss": loss.detach()}, os.path.join(out_dir, f"{rank}.pt"))
+    dist.barrier()  # no rank tears the group down while another still talks to it (gloo aborts)
     dist.destroy_process_group()
 
 
