@@ -245,6 +245,8 @@ def test_keep_going_records_a_failed_stage_and_runs_the_rest(tmp_path, capsys):
     assert sorted(s["entry"] for s in res["summary"]) == ["random", "sit"]
     md = (tmp_path / "toy" / "results.md").read_text()
     assert "## Failed stages" in md and "| bad/synth/seed0/pretrain | the loss or a gradient became non-finite" in md
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["| sit"].endswith("| block 2, cls |") and rows["| random"].endswith("| block 2, cls |"), md  # read alike
     assert json.loads((tmp_path / "toy" / "stages" / "bad" / "synth" / "seed0" / "pretrain" / "stage.json")
                       .read_text())["status"] == "failed"
 

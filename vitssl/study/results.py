@@ -73,13 +73,20 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (entry, dataset, protocol, epoch, final), rs in groups.items():
         m, s = mean_std([r["accuracy"] for r in rs])
         item = {"entry": entry, "dataset": dataset, "protocol": protocol, "pretrain_epoch": epoch, "final": final,
-                "mean": round(m, 2), "std": round(s, 2), "seeds": sorted(r["seed"] for r in rs)}
+                "mean": round(m, 2), "std": round(s, 2), "seeds": sorted(r["seed"] for r in rs),
+                "read": " / ".join(sorted({_read_as(r) for r in rs}))}  # one value unless the seeds differ
         steps = [r["pretrain_steps"] for r in rs if "pretrain_steps" in r]
         if steps and final:
             item["pretrain_steps"] = round(sum(steps) / len(steps))
             item["pretrain_minutes"] = round(sum(r["pretrain_minutes"] for r in rs) / len(rs), 2)
         out.append(item)
     return out
+
+
+def _read_as(row: dict) -> str:
+    """Which features an evaluation read, e.g. 'block 6, cls'."""
+    features, pool = row.get("features") or "", row.get("pool") or ""
+    return features if "pool" in features else ", ".join(x for x in (features, pool) if x) or "?"
 
 
 def _cell(item: dict | None) -> str:
@@ -101,13 +108,14 @@ def markdown(study: Study, summary: list[dict], meta: dict, failed: dict[str, st
                         if (e.budget or study.budget) else "the config's") for e in study.entries}
     for dataset in study.datasets:
         finals = {(s["entry"], s["protocol"]): s for s in summary if s["dataset"] == dataset and s["final"]}
-        lines += [f"## {dataset}", "", "| entry | pre-training | steps | minutes | " + " | ".join(protocols) + " |",
-                  "|---" * (4 + len(protocols)) + "|"]
+        lines += [f"## {dataset}", "", "| entry | pre-training | steps | minutes | " + " | ".join(protocols)
+                  + " | read by |", "|---" * (5 + len(protocols)) + "|"]
         for e in study.entries:
             first = next((finals[(e.name, p)] for p in protocols if (e.name, p) in finals), {})
+            read = sorted({finals[(e.name, p)]["read"] for p in protocols if (e.name, p) in finals})
             lines.append(f"| {e.name} | {budgets[e.name]} | {first.get('pretrain_steps', '–')} | "
                          f"{first.get('pretrain_minutes', '–')} | "
-                         + " | ".join(_cell(finals.get((e.name, p))) for p in protocols) + " |")
+                         + " | ".join(_cell(finals.get((e.name, p))) for p in protocols) + f" | {'; '.join(read) or '–'} |")
         curve = [s for s in summary if s["dataset"] == dataset and (not s["final"] or len(_epochs(summary, s)) > 1)]
         epochs = sorted({s["pretrain_epoch"] for s in curve})
         if len(epochs) > 1:
