@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
+
+from vitssl.study.results import mean_std
 
 ROOT = Path(__file__).resolve().parent
 NOISE = 0.7  # points: the sampling std of a difference of two accuracies on 10,000 test images (p ~ 0.5)
@@ -49,15 +50,10 @@ def by_seed(rows: list[dict], entry: str, protocol: str, epoch=None) -> dict[int
             and (r["final"] if epoch is None else r["pretrain_epoch"] == epoch)}
 
 
-def stats(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-
-
 def cell(values: dict[int, float]) -> str:
     if not values:
         return "–"
-    m, s = stats(list(values.values()))
+    m, s = mean_std(list(values.values()))
     return f"{m:.2f} ± {s:.2f} ({len(values)})" if len(values) > 1 else f"{m:.2f} (1)"
 
 
@@ -67,7 +63,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> tuple[str, str]:
     if not seeds:
         return "–", "not measured yet"
     d = [b[s] - a[s] for s in seeds]
-    m, s = stats(d)
+    m, s = mean_std(d)
     text = f"{m:+.2f} ± {s:.2f} ({len(d)}; " + ", ".join(f"{x:+.2f}" for x in d) + ")"
     if all(x > 0 for x in d):
         verdict = "holds" if m > NOISE else "holds in sign, within noise"
