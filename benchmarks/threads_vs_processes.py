@@ -24,23 +24,15 @@ def child(study: str, entry: str, steps: int) -> None:
     import torch
 
     from vitssl.config.load import build_config
-    from vitssl.methods import registry
+    from vitssl.study.estimate import pretrain_step
     from vitssl.study.plan import plan
     from vitssl.study.spec import read_study
 
     stage = next(s for s in plan(read_study(Path(study)), check_data=False)
                  if s.kind == "pretrain" and s.entry.name == entry)
     cfg = build_config(stage.config)
-    task = registry.get(cfg.method.name).build(cfg).train()
-    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-6)
-    b, size = cfg.train.batch_size, cfg.data.image_size
-    x = torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8)  # (B, 3, H, W), as the loader gives
-    y = torch.zeros(b, dtype=torch.long)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        task(x, y)["loss"].backward()
-        opt.step()
+    b = cfg.train.batch_size
+    step = pretrain_step(cfg, b, torch.device("cpu"))
 
     for _ in range(3):  # warm-up
         step()

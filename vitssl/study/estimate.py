@@ -29,6 +29,30 @@ def _seconds_per_call(fn: Callable[[], None], calls: int = 2) -> float:
     return (time.perf_counter() - t) / calls
 
 
+def pretrain_step(cfg, batch: int, device: torch.device) -> Callable[[], None]:
+    """One full method step (forward, backward, AdamW) on a fixed uint8 batch shaped as the loader gives
+    it (photos kept whole: canvases as wide as allowed)."""
+    task = registry.get(cfg.method.name).build(cfg).to(device)
+    task.train()
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-6)
+    d = cfg.data
+    size = d.resolved_store_size
+    if d.aspect == "keep":
+        side = Decode(size, aspect="keep", max_aspect=d.max_aspect).canvas
+        canvas = torch.from_numpy(to_canvas(np.full((size, side, 3), 128, np.uint8), side))
+        images = canvas.permute(2, 0, 1).expand(batch, -1, -1, -1).contiguous().to(device)
+    else:
+        images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)  # (B, 3, H, W)
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        task(images, labels)["loss"].backward()
+        opt.step()
+
+    return step
+
+
 class Rates:
     """Measured seconds per image, memoised per configuration."""
 
@@ -50,25 +74,7 @@ class Rates:
         key = repr(("pretrain", config["method"], config["model"], cfg.data.image_size, batch))
 
         def measure() -> float:
-            task = registry.get(cfg.method.name).build(cfg).to(self.device)
-            task.train()
-            params = [p for p in task.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=1e-6)
-            d = cfg.data
-            size = d.resolved_store_size
-            if d.aspect == "keep":  # photos kept whole: canvases as wide as allowed, the photos across them
-                side = Decode(size, aspect="keep", max_aspect=d.max_aspect).canvas
-                canvas = torch.from_numpy(to_canvas(np.full((size, side, 3), 128, np.uint8), side))
-                images = canvas.permute(2, 0, 1).expand(batch, -1, -1, -1).contiguous().to(self.device)
-            else:
-                images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=self.device)
-            labels = torch.zeros(batch, dtype=torch.long, device=self.device)
-
-            def step() -> None:
-                opt.zero_grad(set_to_none=True)
-                task(images, labels)["loss"].backward()
-                opt.step()
-
+            step = pretrain_step(cfg, batch, self.device)
             return _seconds_per_call(step) / batch
 
         return self._memo(key, measure)
