@@ -119,6 +119,17 @@ def test_dry_run_prints_the_plan_with_estimates_and_runs_nothing(tmp_path, capsy
     assert not (tmp_path / "toy").exists()
 
 
+@pytest.mark.parametrize("load, busy", [(0.3, False), (1.5, True)])
+def test_dry_run_says_when_the_rates_were_measured_on_a_busy_machine(tmp_path, capsys, monkeypatch, load, busy):
+    """Rates measured while other work runs make every estimate too long: the plan says so."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (load * 2, load * 2, load * 2))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    path = toy_study(tmp_path)
+    assert main(["study", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("machine was busy as step rates were measured (load average 3.0 on 2 cores)" in out) == busy
+
+
 @pytest.mark.parametrize("change, message", [
     ({"entries": {"sit": "no_such_config"}}, "config file 'no_such_config' does not exist"),
     ({"datasets": {"mine": {"root": "/no/such/folder"}}}, "/no/such/folder"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from typing import Callable
 
@@ -51,6 +52,20 @@ def pretrain_step(cfg, batch: int, device: torch.device) -> Callable[[], None]:
         opt.step()
 
     return step
+
+
+def busy_note() -> str | None:
+    """A line when other work was running as the rates were about to be measured (they are then slower than
+    on an idle machine, and so is every estimate made from them); None on a quiet machine."""
+    try:
+        load = os.getloadavg()[0]  # processes running or waiting, mean of the last minute
+    except (AttributeError, OSError):  # not on every platform
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load < 0.5 * cores:
+        return None
+    return (f"the machine was busy as step rates were measured (load average {load:.1f} on {cores} cores): "
+            "the estimates are longer than an idle machine needs")
 
 
 class Rates:

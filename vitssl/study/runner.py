@@ -17,7 +17,7 @@ from vitssl.config.load import build_config, config_to_dict
 from vitssl.config.schema import from_dict, to_dict
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
-from vitssl.study.estimate import Rates, estimate
+from vitssl.study.estimate import Rates, busy_note, estimate
 from vitssl.study.plan import Stage, plan
 from vitssl.study.results import atomic_write, write_results
 from vitssl.study.spec import Study
@@ -225,10 +225,13 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     selected = _select(study, seeds, entries)
     stages = plan(study)
     states = [how if how == "done" or selected(s) else OTHER for s, how in ((s, status(s)) for s in stages)]
+    busy = busy_note()
     rates = Rates()
     estimates = [0.0 if how in ("done", OTHER) else estimate(st, rates, resume=how == "resume")
                  for st, how in zip(stages, states)]
     print_plan(study, stages, states, estimates)
+    if busy and any(e > 0 for e in estimates):
+        print(f"  note: {busy}")
     if dry_run:
         return None
     study.output_dir.mkdir(parents=True, exist_ok=True)
