@@ -36,17 +36,32 @@ def test_run_folder_contents(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     full = pretrain(load_config(None, tiny_overrides(tmp_path / "a")))
-    pretrain(load_config(None, tiny_overrides(tmp_path / "b", "train.max_steps=3")))  # stops mid-epoch
+    first = pretrain(load_config(None, tiny_overrides(tmp_path / "b", "train.max_steps=3")))  # stops mid-epoch
     run_b = tmp_path / "b" / "run"
-    assert ckpt.load(run_b / "checkpoints" / "last.pt")["step"] == 3
+    state = ckpt.load(run_b / "checkpoints" / "last.pt")
+    assert state["step"] == 3 and 0 < state["train_seconds"] <= first["seconds"] + 0.01
     resumed = pretrain(load_config(run_b / "config.yaml", ["train.max_steps=null"]), resume=True)
     assert full["step"] == resumed["step"] == 8
+    # its time is the whole training's (the first run's, to its checkpoint, and this run's), its speed this run's
+    assert resumed["resumed_at_step"] == 3 and "seconds_partial" not in resumed
+    assert resumed["seconds"] == pytest.approx(state["train_seconds"] + resumed["seconds_this_run"], abs=0.02)
+    assert resumed["images_per_s"] == pytest.approx(5 * 16 / resumed["seconds_this_run"], rel=0.02)
     a = ckpt.load(tmp_path / "a" / "run" / "checkpoints" / "last.pt")
     b = ckpt.load(run_b / "checkpoints" / "last.pt")
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     rows = [json.loads(line) for line in (run_b / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 9))  # no step logged twice
+
+
+def test_a_resume_from_a_checkpoint_without_its_time_says_its_seconds_are_partial(tmp_path):
+    pretrain(load_config(None, tiny_overrides(tmp_path, "train.max_steps=3", "log.images_every=0")))
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = ckpt.load(path)
+    del state["train_seconds"]  # as written before checkpoints recorded it
+    ckpt.save_atomic(state, path)
+    resumed = pretrain(load_config(tmp_path / "run" / "config.yaml", ["train.max_steps=4"]), resume=True)
+    assert resumed["seconds_partial"] and resumed["seconds"] == resumed["seconds_this_run"]
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):

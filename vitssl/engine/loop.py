@@ -97,6 +97,9 @@ class Loop:
         self.rank, self.world = dist.rank(), dist.world_size()
         self.precision = resolve_precision(job.train.precision, self.device.type)
         self.lock: Optional[Path] = None
+        # training seconds before this run (a resumed run adds its own); None: its checkpoint did not say
+        self.seconds_before: Optional[float] = 0.0
+        self.t_run: Optional[float] = None  # when this run's fit began
         self.out, created = self._output_dir()
         try:
             self._build(resume)
@@ -218,6 +221,7 @@ class Loop:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
+            "train_seconds": self._train_seconds(),
             "total_steps": self.total_steps,
             "budget": self.job.train.max_minutes is not None,  # total_steps came from a wall-clock budget
             "world_size": self.world,
@@ -245,6 +249,7 @@ class Loop:
             print(f"note: the schedule now spans {self.total_steps} steps (was {state.get('total_steps')})",
                   file=sys.stderr)
         self.step = self.saved_step = int(state["step"])
+        self.seconds_before = state.get("train_seconds")
         rng = state.get("rng") or []
         if len(rng) == self.world:
             torch.set_rng_state(rng[self.rank]["cpu"].cpu())
@@ -361,6 +366,7 @@ class Loop:
                    dynamic_ncols=True, file=sys.stderr, disable=not (main and log.progress), desc=job.desc)
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_ckpt, t0 = 0, time.perf_counter(), time.perf_counter(), time.perf_counter()
+        self.t_run = t0
         start_step, t_timed = self.step, None
         batch_images, log_every = job.train.batch_size, log.every_steps
         stopped, diverged = False, None
@@ -433,15 +439,28 @@ class Loop:
             raise VitsslError(self._divergence_advice(diverged))
         return summary
 
+    def _train_seconds(self) -> Optional[float]:
+        """Seconds of training to reach this step, over every run of it (a resumed run adds its own; steps
+        redone after an interruption count once). None when an earlier run's checkpoint did not record it."""
+        if self.seconds_before is None:
+            return None
+        return self.seconds_before + (time.perf_counter() - self.t_run if self.t_run is not None else 0.0)
+
     def _summary(self, elapsed: float, steps: int, stopped: bool) -> dict:
-        """What summary.json says of every run: steps, time, speed, where it ran, the data it read."""
+        """What summary.json says of every run: steps, time (all runs of it), speed (this run), where it ran,
+        the data it read."""
+        total = None if self.seconds_before is None else self.seconds_before + elapsed
         summary = {"method": self.job.kind, "output_dir": str(self.out), "step": self.step,
                    "total_steps": self.total_steps, "epoch": self.step / self.steps_per_epoch,
-                   "stopped_early": stopped, "seconds": round(elapsed, 2),
+                   "stopped_early": stopped, "seconds": round(elapsed if total is None else total, 2),
                    "images_per_s": round(steps * self.job.train.batch_size / max(elapsed, 1e-9), 2),
                    "processes": self.world, "device": str(self.device), "precision": self.precision,
                    "host_memory": self.host_memory,
                    "dataset": {"name": self.dataset.name, "images": len(self.dataset)}}
+        if self.step - steps > 0:  # resumed: this run made only the last steps
+            summary.update(resumed_at_step=self.step - steps, seconds_this_run=round(elapsed, 2))
+            if total is None:
+                summary["seconds_partial"] = True  # the earlier runs' time is unknown: "seconds" is this run's
         skipped = list(self.dataset.skipped) + list(self.loader.bad.values())
         if skipped:  # unusable images left out (data.bad_images=skip), cached or streamed
             summary["skipped_images"] = {"count": len(skipped), "first": skipped[:5]}

@@ -51,7 +51,8 @@ def rows_of(stages: list[Stage], done: set[str]) -> list[dict]:
             s = _read(st.source.folder / "summary.json")
             row.update(pretrain=st.source.budget.describe() if st.source.budget else "config",
                        pretrain_epoch=st.epoch if st.epoch is not None else round(s["epoch"], 3),
-                       pretrain_steps=s["step"], pretrain_minutes=round(s["seconds"] / 60, 2))
+                       pretrain_steps=s["step"],  # minutes unknown when an earlier run of it did not record its time
+                       pretrain_minutes=None if s.get("seconds_partial") else round(s["seconds"] / 60, 2))
         row["final"] = st.epoch is None  # the end of the run (else an epoch_N.pt snapshot)
         if st.kind == "finetune":
             row.update(finetune_epochs=r.get("epochs_run"), finetune_steps=r.get("steps"))
@@ -78,7 +79,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         steps = [r["pretrain_steps"] for r in rs if "pretrain_steps" in r]
         if steps and final:
             item["pretrain_steps"] = round(sum(steps) / len(steps))
-            item["pretrain_minutes"] = round(sum(r["pretrain_minutes"] for r in rs) / len(rs), 2)
+            minutes = [r["pretrain_minutes"] for r in rs]
+            if None not in minutes:
+                item["pretrain_minutes"] = round(sum(minutes) / len(minutes), 2)
         out.append(item)
     return out
 
