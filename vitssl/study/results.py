@@ -105,7 +105,9 @@ def markdown(study: Study, summary: list[dict], meta: dict, failed: dict[str, st
              f"`{meta['command']}` — {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f", {m['date']}.", "",
              f"Accuracy in % on each dataset's test split: mean ± sample std over seeds (number of seeds). "
-             f"Seeds: {', '.join(map(str, study.seeds))}. Stage folders under `{study.output_dir}/stages/`.", ""]
+             f"Seeds: {', '.join(map(str, study.seeds))}. Stage folders under `{study.output_dir}/stages/`. "
+             "Minutes: wall-clock pre-training time on this machine at the load it had (mean over seeds; – where "
+             "a resumed run's earlier time is unknown).", ""]
     protocols = list(study.protocols)
     budgets = {e.name: ("random init" if e.random else (e.budget or study.budget).describe()
                         if (e.budget or study.budget) else "the config's") for e in study.entries}
