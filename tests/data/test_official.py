@@ -258,6 +258,19 @@ def test_sub_folders_that_are_not_classes_are_reported_not_invented(tmp_path):
     assert scan(root, format="folder").classes == ["assets", "flowers"]  # asked for: read as classes
 
 
+def test_a_crowded_folder_is_reported_by_a_few_examples(tmp_path):
+    """A folder such as /tmp with dozens of sub-folders: the error stays readable."""
+    for i in range(8):
+        jpeg(tmp_path / f"pics{i}" / "a.jpg", i)
+        (tmp_path / f"notes{i}").mkdir()
+        (tmp_path / f"notes{i}" / "x.json").write_text("{}")
+    with pytest.raises(DataError) as e:
+        scan(tmp_path)
+    msg = str(e.value)
+    assert "pics5/ (1 images)" in msg and "pics6/" not in msg and "notes5/ (no images; x.json)" in msg
+    assert "notes6/" not in msg and "and 4 more folders" in msg
+
+
 def test_format_names_are_checked_and_match_the_readers():
     with pytest.raises(ConfigError, match="data.format"):
         from vitssl.config.schema import from_dict

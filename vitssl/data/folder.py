@@ -69,8 +69,12 @@ def scan_split(folder: Path, strict: bool = True) -> FileList:
             if meta:
                 other.append((sub.name, meta))
     if paths and other and strict:
-        found = "; ".join([f"{c}/ ({labels.count(i)} images)" for i, c in enumerate(classes)][:6] +
-                          [f"{n}/ (no images; {', '.join(m[:3])}{', ...' if len(m) > 3 else ''})" for n, m in other])
+        shown = 6  # of each kind: a few examples say enough (a folder may hold hundreds)
+        found = "; ".join([f"{c}/ ({labels.count(i)} images)" for i, c in enumerate(classes[:shown])] +
+                          [f"{n}/ (no images; {', '.join(m[:3])}{', ...' if len(m) > 3 else ''})"
+                           for n, m in other[:shown]])
+        more = max(0, len(classes) - shown) + max(0, len(other) - shown)
+        found += f"; and {more} more folders" if more else ""
         raise DataError(f"'{folder}' does not look like class folders: {found}. A folder of label files beside "
                         "image folders is a dataset layout vitssl does not recognise: point data.root at the folder "
                         "that holds one sub-folder per class, name the layout with data.format=flowers102|pets|cub200|"
