@@ -64,7 +64,10 @@ def paired(a: dict[int, float], b: dict[int, float]) -> tuple[str, str]:
         return "–", "not measured yet"
     d = [b[s] - a[s] for s in seeds]
     m, s = mean_std(d)
-    text = f"{m:+.2f} ± {s:.2f} ({len(d)}; " + ", ".join(f"{x:+.2f}" for x in d) + ")"
+    if len(d) > 1:
+        text = f"{m:+.2f} ± {s:.2f} ({len(d)}; " + ", ".join(f"{x:+.2f}" for x in d) + ")"
+    else:  # one seed has no spread to show
+        text = f"{m:+.2f} (1)"
     if all(x > 0 for x in d):
         verdict = "holds" if m > NOISE else "holds in sign, within noise"
     elif all(x < 0 for x in d):

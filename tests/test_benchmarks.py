@@ -132,6 +132,7 @@ def test_repro_summary_pairs_seeds_and_names_what_holds(tmp_path):
     assert paired({0: 50.0, 1: 50.0}, {0: 50.3, 1: 50.2})[1] == "holds in sign, within noise"
     assert paired({0: 50.0, 1: 50.0}, {0: 45.0, 1: 44.0})[1] == "reversed"
     assert paired({0: 50.0}, {1: 55.0}) == ("–", "not measured yet")  # no seed in common: nothing paired
+    assert paired({0: 50.0}, {0: 51.5}) == ("+1.50 (1)", "holds, one seed")  # one seed: no spread to show
 
     rows = [row("patch-raster", "linear", s, 40.0 + s) for s in (0, 1)] + \
            [row("patch-random", "linear", s, 45.0 + s) for s in (0, 1)]
