@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import yaml
 from tests.training.test_failures import one_line
 from vitssl.cli.main import main
 from vitssl.errors import ConfigError
+from vitssl.study.runner import _busy, _started
 from vitssl.study.spec import Budget, read_study
 
 PRETRAIN = {"model.patch_size": 8, "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,
@@ -290,3 +292,38 @@ def test_a_selection_outside_the_study_is_one_line(tmp_path, capsys, args, messa
     err = capsys.readouterr().err
     assert one_line(err) and message in err, err
     assert not (tmp_path / "toy").exists()
+
+
+def test_a_stage_another_process_runs_is_left_to_it_never_removed(tmp_path, capsys):
+    """The same study started twice: the second leaves the first's running stage (and its evaluations)
+    alone instead of restarting it under it, runs the rest, and picks the stage up once that process is gone."""
+    from vitssl.study.plan import plan
+
+    path = toy_study(tmp_path)
+    folder = tmp_path / "toy" / "stages" / "sit" / "synth" / "seed0" / "pretrain"
+    folder.mkdir(parents=True)
+    (folder / "their_work.txt").write_text("in progress")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        key = next(st.key for st in plan(read_study(path)) if st.label == "sit/synth/seed0/pretrain")
+        state = {"stage": "sit/synth/seed0/pretrain", "key": key, "status": "running", "pid": other.pid,
+                 "host": socket.gethostname(), "started": _started(other.pid)}
+        (folder / "stage.json").write_text(json.dumps(state))
+        assert _busy(state) and not _busy({**state, "started": "1"})  # a PID reused by another process: not it
+        assert main(["study", str(path), "--dry-run"]) == 0
+        shown = capsys.readouterr().out
+        busy = [line.split()[0] for line in shown.splitlines() if line.split()[1:2] == ["busy"]]
+        assert busy == ["sit/synth/seed0/pretrain", "sit/synth/seed0/knn@ep2", "sit/synth/seed0/knn",
+                        "sit/synth/seed0/linear@ep2", "sit/synth/seed0/linear"]
+        assert "2 of 7 stages to run (5 busy: another process runs them or what they evaluate)" in shown
+        assert main(["study", str(path), "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert "5 stage(s) were left to another process" in err
+        assert (folder / "their_work.txt").read_text() == "in progress"
+        assert {r["entry"] for r in json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]} == {"random"}
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["study", str(path), "--quiet"]) == 0  # that process is gone: its stage is this one's to run
+    rows = json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]
+    assert len(rows) == 6 and "left to another process" not in capsys.readouterr().err

@@ -19,7 +19,8 @@ from vitssl.errors import VitsslError
 LOCK = ".lock"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -42,7 +43,7 @@ def acquire(folder: Path) -> Path:
                 pid, host = int(owner["pid"]), str(owner["host"])
             except (OSError, ValueError, KeyError, TypeError):
                 owner, pid, host = {}, None, None
-            if pid is not None and host == me["host"] and not _alive(pid):
+            if pid is not None and host == me["host"] and not alive(pid):
                 print(f"note: taking over the lock of '{folder}' from process {pid}, which no longer runs",
                       file=sys.stderr)
                 lock.unlink(missing_ok=True)

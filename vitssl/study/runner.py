@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from vitssl.config.load import build_config, config_to_dict
 from vitssl.config.schema import from_dict, to_dict
+from vitssl.engine.runlock import alive
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
 from vitssl.study.estimate import Rates, busy_note, estimate
@@ -24,6 +26,7 @@ from vitssl.study.spec import Study
 
 STATE = "stage.json"  # in each stage folder: the config key, 'running', 'done' or 'failed', seconds
 OTHER = "other"  # the state shown for a stage left out by --seeds/--entries (another process may run it)
+BUSY = "busy"  # run by another live process on this host now (or what it evaluates is): left to it
 
 
 def _state(folder: Path) -> dict | None:
@@ -38,6 +41,26 @@ def _write_state(folder: Path, state: dict) -> None:
     tmp = folder / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     os.replace(tmp, folder / STATE)
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (Linux: clock ticks since boot, /proc/PID/stat), to tell it from a later
+    process that got the same PID; None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _busy(state: dict | None) -> bool:
+    """A stage another process on this host is running now (the same study started twice, or a second
+    process for other seeds): never removed, restarted or resumed under it."""
+    if not state or state.get("status") != "running":
+        return False
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or state.get("host") != socket.gethostname() or not alive(pid):
+        return False
+    return state.get("started") is None or state.get("started") == _started(pid)  # not a PID reused since
 
 
 class StudyStopped(Exception):
@@ -69,8 +92,11 @@ def _finished(stage: Stage) -> bool:
 
 
 def status(stage: Stage) -> str:
-    """done | resume | restart | new | replace (a folder of another config, moved aside when the stage runs)."""
+    """done | resume | restart | new | replace (a folder of another config, moved aside when the stage runs) |
+    busy (another process runs it, or what it evaluates)."""
     state = _state(stage.folder)
+    if _busy(state) or (stage.source is not None and status(stage.source) == BUSY):
+        return BUSY
     if state is None:
         if stage.folder.exists() and any(stage.folder.iterdir()):
             return "replace"
@@ -148,7 +174,8 @@ def _run_stage(stage: Stage, how: str, progress: bool) -> None:
     elif how == "restart" and stage.folder.exists():
         shutil.rmtree(stage.folder)  # an interrupted evaluation, or a wall-clock budget: not resumable mid-way
     resume = how == "resume"
-    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "running"})
+    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "running", "pid": os.getpid(),
+                                "host": socket.gethostname(), "started": _started(os.getpid())})
     t = time.time()
     try:
         if stage.kind == "pretrain":
@@ -190,12 +217,13 @@ def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: 
     width = max(len(s.label) for s in stages)
     for st, how, est in zip(stages, states, estimates):
         budget = f"  ({st.budget.describe()})" if st.kind == "pretrain" and st.budget else ""
-        when = {"done": "done", OTHER: "–"}.get(how, f"~{_clock(est)}")
+        when = {"done": "done", OTHER: "–", BUSY: "–"}.get(how, f"~{_clock(est)}")
         print(f"  {st.label:<{width}}  {how:<8} {when:>9}{budget}")
-    todo = sum(e for e, h in zip(estimates, states) if h not in ("done", OTHER))
-    others = sum(h == OTHER for h in states)
-    print(f"  {sum(h not in ('done', OTHER) for h in states)} of {len(stages)} stages to run"
+    todo = sum(e for e, h in zip(estimates, states) if h not in ("done", OTHER, BUSY))
+    others, busy = sum(h == OTHER for h in states), sum(h == BUSY for h in states)
+    print(f"  {sum(h not in ('done', OTHER, BUSY) for h in states)} of {len(stages)} stages to run"
           + (f" ({others} not selected: --seeds/--entries)" if others else "")
+          + (f" ({busy} busy: another process runs them or what they evaluate)" if busy else "")
           + f", estimated {_clock(todo)} on this machine (measured step rates; data decoding and a loaded machine "
           "add to it)")
 
@@ -225,29 +253,38 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     selected = _select(study, seeds, entries)
     stages = plan(study)
     states = [how if how == "done" or selected(s) else OTHER for s, how in ((s, status(s)) for s in stages)]
-    busy = busy_note()
+    load = busy_note()
     rates = Rates()
-    estimates = [0.0 if how in ("done", OTHER) else estimate(st, rates, resume=how == "resume")
+    estimates = [0.0 if how in ("done", OTHER, BUSY) else estimate(st, rates, resume=how == "resume")
                  for st, how in zip(stages, states)]
     print_plan(study, stages, states, estimates)
-    if busy and any(e > 0 for e in estimates):
-        print(f"  note: {busy}")
+    if load and any(e > 0 for e in estimates):
+        print(f"  note: {load}")
     if dry_run:
         return None
     study.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(study.output_dir / "study.yaml", study.path.read_text())
-    todo = [i for i, how in enumerate(states) if how not in ("done", OTHER)]
+    todo = [i for i, how in enumerate(states) if how not in ("done", OTHER)]  # busy ones: looked at again
     started, spent, planned = time.time(), 0.0, 0.0
     failed: dict[str, str] = {}
+    left_to_others: list[str] = []
     for n, i in enumerate(todo, 1):
         st = stages[i]
         t = time.time()
         if st.source is not None and st.source.label in failed:
             failed[st.label] = f"skipped: {st.source.label} failed"
             continue
-        print(f"study: stage {n}/{len(todo)}: {st.label} ({states[i]})", file=sys.stderr, flush=True)
+        how = status(st)  # as it is now: another process may have finished it, taken it, or left it
+        if how == "done":
+            continue
+        if how == BUSY:
+            left_to_others.append(st.label)
+            print(f"study: stage {n}/{len(todo)}: {st.label} is being run by another process (or what it evaluates "
+                  "is); left to it", file=sys.stderr, flush=True)
+            continue
+        print(f"study: stage {n}/{len(todo)}: {st.label} ({how})", file=sys.stderr, flush=True)
         try:
-            _run_stage(st, states[i], progress)
+            _run_stage(st, how, progress)
         except VitsslError as e:
             if not keep_going:
                 raise
@@ -266,6 +303,10 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     results = write_results(study, stages, _done(stages), failed)
     print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
           file=sys.stderr)
+    if left_to_others:
+        print(f"study: {len(left_to_others)} stage(s) were left to another process ({', '.join(left_to_others[:3])}"
+              f"{', ...' if len(left_to_others) > 3 else ''}); the same command again, once it has ended, adds "
+              "them to the results", file=sys.stderr)
     if failed:
         raise StagesFailed(failed)
     return results
