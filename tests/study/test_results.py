@@ -15,7 +15,7 @@ def test_means_over_seeds_with_their_spread():
     assert (item["pretrain_steps"], item["pretrain_minutes"], item["read"]) == (390, 11.0, "block 6, cls")
 
 
-def test_minutes_are_left_out_when_a_seed_s_are_unknown():
+def test_minutes_are_left_out_when_a_seeds_time_is_unknown():
     """A run resumed from a checkpoint that did not record its time knows only its last part's minutes."""
     (item,) = summarise([_row(0, 30.0, 10.0), _row(1, 32.0, None)])
     assert "pretrain_minutes" not in item and item["pretrain_steps"] == 390
