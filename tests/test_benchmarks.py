@@ -140,3 +140,6 @@ def test_repro_summary_pairs_seeds_and_names_what_holds(tmp_path):
     assert "| patch-random | – | 45.50 ± 0.71 (2) | +5.00 ± 0.00 (2; +5.00, +5.00) | 75.53 | +20.00 |" in text
     assert "| random order beats raster | patch-raster | patch-random | +20.00 | +5.00 ± 0.00 (2; +5.00, +5.00) " \
            "| holds |" in text
+    assert "| blobs (K=7) beat raster | patch-raster | blobs-k7 | +26.99 | – | not measured yet |" in text
+    only = "\n".join(orderings(rows, "two of them", only_measured=True))  # repro_orderings_lr: its own pairs only
+    assert "random order beats raster" in only and "blobs" not in only
