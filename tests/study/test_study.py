@@ -18,7 +18,6 @@ import yaml
 from tests.training.test_failures import one_line
 from vitssl.cli.main import main
 from vitssl.errors import ConfigError
-from vitssl.study.runner import _busy, _started
 from vitssl.study.spec import Budget, read_study
 
 PRETRAIN = {"model.patch_size": 8, "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,
@@ -303,13 +302,13 @@ def test_a_stage_another_process_runs_is_left_to_it_never_removed(tmp_path, caps
     folder = tmp_path / "toy" / "stages" / "sit" / "synth" / "seed0" / "pretrain"
     folder.mkdir(parents=True)
     (folder / "their_work.txt").write_text("in progress")
+    key = next(st.key for st in plan(read_study(path)) if st.label == "sit/synth/seed0/pretrain")
+    (folder / "stage.json").write_text(json.dumps({"stage": "sit/synth/seed0/pretrain", "key": key,
+                                                   "status": "running"}))  # no checkpoint yet: would be restarted
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        key = next(st.key for st in plan(read_study(path)) if st.label == "sit/synth/seed0/pretrain")
-        state = {"stage": "sit/synth/seed0/pretrain", "key": key, "status": "running", "pid": other.pid,
-                 "host": socket.gethostname(), "started": _started(other.pid)}
-        (folder / "stage.json").write_text(json.dumps(state))
-        assert _busy(state) and not _busy({**state, "started": "1"})  # a PID reused by another process: not it
+        claim = folder.parent / ".pretrain.claim"  # what a study process holds while it runs a stage
+        claim.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "now"}))
         assert main(["study", str(path), "--dry-run"]) == 0
         shown = capsys.readouterr().out
         busy = [line.split()[0] for line in shown.splitlines() if line.split()[1:2] == ["busy"]]
@@ -318,12 +317,32 @@ def test_a_stage_another_process_runs_is_left_to_it_never_removed(tmp_path, caps
         assert "2 of 7 stages to run (5 busy: another process runs them or what they evaluate)" in shown
         assert main(["study", str(path), "--quiet"]) == 0
         err = capsys.readouterr().err
-        assert "5 stage(s) were left to another process" in err
+        assert "5 stage(s) are still being run by another process" in err
         assert (folder / "their_work.txt").read_text() == "in progress"
         assert {r["entry"] for r in json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]} == {"random"}
+        assert not list((tmp_path / "toy" / "stages" / "random").rglob(".*.claim"))  # its own claims released
     finally:
         other.kill()
         other.wait()
     assert main(["study", str(path), "--quiet"]) == 0  # that process is gone: its stage is this one's to run
     rows = json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]
-    assert len(rows) == 6 and "left to another process" not in capsys.readouterr().err
+    assert len(rows) == 6 and "another process" not in capsys.readouterr().err
+
+
+def test_two_processes_running_one_study_share_its_stages(tmp_path, capsys):
+    """The same command in two terminals: every stage runs once, and both end with the whole table."""
+    path = toy_study(tmp_path, seeds=[0, 1])
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "vitssl", "study", str(path), "--quiet"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    ran = [line.split(": ", 2)[2].rsplit(" (", 1)[0] for _, err in outs for line in err.splitlines()
+           if line.startswith("study: stage ") and "left to" not in line]
+    assert len(ran) == len(set(ran)) == 14  # every stage run, and by one process only
+    assert not list((tmp_path / "toy").rglob("*.replaced-*")) and not list((tmp_path / "toy").rglob(".*.claim"))
+    assert main(["study", str(path), "--dry-run"]) == 0
+    assert "0 of 14 stages to run" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]
+    assert len(rows) == 12

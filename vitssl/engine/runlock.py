@@ -30,22 +30,39 @@ def alive(pid: int) -> bool:
     return True
 
 
-def acquire(folder: Path) -> Path:
-    """Create `folder/.lock` for this process, or raise naming the run that holds it."""
-    lock = folder / LOCK
+def _owner(lock: Path) -> tuple[dict, int | None, str | None]:
+    try:
+        owner = json.loads(lock.read_text())
+        return owner, int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, None, None
+
+
+def held_by_another(lock: Path) -> bool:
+    """Whether `lock` is held by another process that still runs (on another host: assumed to)."""
+    if not lock.exists():
+        return False
+    _, pid, host = _owner(lock)
+    if pid is None:  # being written this instant
+        return True
+    if host != socket.gethostname():
+        return True
+    return pid != os.getpid() and alive(pid)
+
+
+def acquire(folder: Path, name: str = LOCK, quiet: bool = False) -> Path:
+    """Create `folder/name` for this process, or raise naming the process that holds it."""
+    lock = folder / name
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text())
-                pid, host = int(owner["pid"]), str(owner["host"])
-            except (OSError, ValueError, KeyError, TypeError):
-                owner, pid, host = {}, None, None
+            owner, pid, host = _owner(lock)
             if pid is not None and host == me["host"] and not alive(pid):
-                print(f"note: taking over the lock of '{folder}' from process {pid}, which no longer runs",
-                      file=sys.stderr)
+                if not quiet:
+                    print(f"note: taking over the lock of '{folder}' from process {pid}, which no longer runs",
+                          file=sys.stderr)
                 lock.unlink(missing_ok=True)
                 continue
             if pid is None:  # being written this instant, or garbage: look again

@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 
 from vitssl.config.load import build_config, config_to_dict
 from vitssl.config.schema import from_dict, to_dict
-from vitssl.engine.runlock import alive
+from vitssl.engine import runlock
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
 from vitssl.study.estimate import Rates, busy_note, estimate
@@ -26,7 +25,7 @@ from vitssl.study.spec import Study
 
 STATE = "stage.json"  # in each stage folder: the config key, 'running', 'done' or 'failed', seconds
 OTHER = "other"  # the state shown for a stage left out by --seeds/--entries (another process may run it)
-BUSY = "busy"  # run by another live process on this host now (or what it evaluates is): left to it
+BUSY = "busy"  # claimed by another process that still runs (or what it evaluates is): left to it
 
 
 def _state(folder: Path) -> dict | None:
@@ -43,24 +42,20 @@ def _write_state(folder: Path, state: dict) -> None:
     os.replace(tmp, folder / STATE)
 
 
-def _started(pid: int) -> str | None:
-    """When process `pid` started (Linux: clock ticks since boot, /proc/PID/stat), to tell it from a later
-    process that got the same PID; None where unknown."""
+def _claim_file(stage: Stage) -> Path:
+    """The lock a process holds while it runs a stage: beside the stage's folder (a restarted or replaced
+    stage's folder is removed or moved aside; the claim must outlive that)."""
+    return stage.folder.parent / f".{stage.folder.name}.claim"
+
+
+def _claim(stage: Stage) -> Path | None:
+    """Take the stage for this process, atomically; None when another live process has it."""
+    stage.folder.parent.mkdir(parents=True, exist_ok=True)
+    claim = _claim_file(stage)
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return runlock.acquire(claim.parent, claim.name, quiet=True)  # a dead process's claim is taken over
+    except VitsslError:
         return None
-
-
-def _busy(state: dict | None) -> bool:
-    """A stage another process on this host is running now (the same study started twice, or a second
-    process for other seeds): never removed, restarted or resumed under it."""
-    if not state or state.get("status") != "running":
-        return False
-    pid = state.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or state.get("host") != socket.gethostname() or not alive(pid):
-        return False
-    return state.get("started") is None or state.get("started") == _started(pid)  # not a PID reused since
 
 
 class StudyStopped(Exception):
@@ -94,9 +89,9 @@ def _finished(stage: Stage) -> bool:
 def status(stage: Stage) -> str:
     """done | resume | restart | new | replace (a folder of another config, moved aside when the stage runs) |
     busy (another process runs it, or what it evaluates)."""
-    state = _state(stage.folder)
-    if _busy(state) or (stage.source is not None and status(stage.source) == BUSY):
+    if runlock.held_by_another(_claim_file(stage)) or (stage.source is not None and status(stage.source) == BUSY):
         return BUSY
+    state = _state(stage.folder)
     if state is None:
         if stage.folder.exists() and any(stage.folder.iterdir()):
             return "replace"
@@ -174,8 +169,7 @@ def _run_stage(stage: Stage, how: str, progress: bool) -> None:
     elif how == "restart" and stage.folder.exists():
         shutil.rmtree(stage.folder)  # an interrupted evaluation, or a wall-clock budget: not resumable mid-way
     resume = how == "resume"
-    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "running", "pid": os.getpid(),
-                                "host": socket.gethostname(), "started": _started(os.getpid())})
+    _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "running"})
     t = time.time()
     try:
         if stage.kind == "pretrain":
@@ -274,24 +268,29 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         if st.source is not None and st.source.label in failed:
             failed[st.label] = f"skipped: {st.source.label} failed"
             continue
-        how = status(st)  # as it is now: another process may have finished it, taken it, or left it
-        if how == "done":
-            continue
-        if how == BUSY:
-            left_to_others.append(st.label)
-            print(f"study: stage {n}/{len(todo)}: {st.label} is being run by another process (or what it evaluates "
-                  "is); left to it", file=sys.stderr, flush=True)
-            continue
-        print(f"study: stage {n}/{len(todo)}: {st.label} ({how})", file=sys.stderr, flush=True)
+        claim = _claim(st)  # taken before it is looked at: two processes never run one stage
         try:
-            _run_stage(st, how, progress)
-        except VitsslError as e:
-            if not keep_going:
-                raise
-            failed[st.label] = _one_line(e)
-            _write_state(st.folder, {"stage": st.label, "key": st.key, "status": "failed", "error": failed[st.label]})
-            print(f"study: stage {st.label} failed, going on without it: {failed[st.label]}", file=sys.stderr,
-                  flush=True)
+            how = status(st) if claim else BUSY  # as it is now: another process may have finished it, or have it
+            if how == "done":
+                continue
+            if how == BUSY:
+                left_to_others.append(st.label)
+                print(f"study: stage {n}/{len(todo)}: {st.label} is being run by another process (or what it "
+                      "evaluates is); left to it", file=sys.stderr, flush=True)
+                continue
+            print(f"study: stage {n}/{len(todo)}: {st.label} ({how})", file=sys.stderr, flush=True)
+            try:
+                _run_stage(st, how, progress)
+            except VitsslError as e:
+                if not keep_going:
+                    raise
+                failed[st.label] = _one_line(e)
+                _write_state(st.folder, {"stage": st.label, "key": st.key, "status": "failed",
+                                         "error": failed[st.label]})
+                print(f"study: stage {st.label} failed, going on without it: {failed[st.label]}", file=sys.stderr,
+                      flush=True)
+        finally:
+            runlock.release(claim)
         gc.collect()
         spent += time.time() - t
         planned += estimates[i]
@@ -303,10 +302,11 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     results = write_results(study, stages, _done(stages), failed)
     print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
           file=sys.stderr)
-    if left_to_others:
-        print(f"study: {len(left_to_others)} stage(s) were left to another process ({', '.join(left_to_others[:3])}"
-              f"{', ...' if len(left_to_others) > 3 else ''}); the same command again, once it has ended, adds "
-              "them to the results", file=sys.stderr)
+    pending = [st.label for st in stages if st.label in left_to_others and status(st) != "done"]  # not yet, there
+    if pending:
+        print(f"study: {len(pending)} stage(s) are still being run by another process ({', '.join(pending[:3])}"
+              f"{', ...' if len(pending) > 3 else ''}); the same command again, once it has ended, adds them to the "
+              "results", file=sys.stderr)
     if failed:
         raise StagesFailed(failed)
     return results
