@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from PIL import Image
 
@@ -71,5 +73,12 @@ def test_flat_folder_is_unlabeled(tmp_path):
 def test_empty_or_missing(tmp_path):
     with pytest.raises(DataError, match="no images found"):
         scan_folder(tmp_path, "train")
-    with pytest.raises(DataError, match="is not a folder"):
+    with pytest.raises(DataError, match="is not a folder;"):
         scan_folder(tmp_path / "missing", "train")
+
+
+def test_a_missing_relative_root_names_the_folder_it_was_read_from(tmp_path, monkeypatch):
+    """A study or config run from another folder than the one its relative paths assume."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=re.escape(f"'../data' is not a folder (relative to the current folder, {tmp_path})")):
+        scan_folder("../data", "train")

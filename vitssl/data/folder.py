@@ -102,7 +102,9 @@ def scan_folder(root: str | Path, split: str, *, key: str = "data.split", holdou
     """The images of `split` under `root`. `key` is the config key that named the split (for errors)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data.root '{root}' is not a folder; give an image folder, a CIFAR folder, or 'synthetic'")
+        where = "" if root.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
+        raise DataError(f"data.root '{root}' is not a folder{where}; give an image folder, a CIFAR folder, or "
+                        "'synthetic'")
     splits = available_splits(root)
     if splits:
         if split not in splits:
