@@ -1,15 +1,15 @@
 """Probe accuracy against pre-training CPU time, from a study with epoch snapshots (issue 17, question 3:
 the methods at equal CPU time, without a wall-clock budget that the machine's load would change).
 
-Each entry's seconds per pre-training image are measured here with the study's own estimator (a full
-method step, augmentation to AdamW, on a batch of up to 32 images: `vitssl.study.estimate.Rates`; run this on an
-otherwise idle machine) and multiplied by the images each snapshot had seen. The accuracies are the
-study's (results.json). Writes cpu_time.md, cpu_time.json and cpu_time.png: every snapshot with its
+Each entry's seconds per pre-training image are measured here with the study's own estimator (full
+method steps, augmentation to AdamW, at the configured batch, 10 by default after one warm-up:
+`vitssl.study.estimate.Rates`; run this on an otherwise idle machine) and multiplied by the images
+each snapshot had seen. The accuracies are the study's (results.json). Writes cpu_time.md, cpu_time.json and cpu_time.png: every snapshot with its
 CPU-minutes, and for each budget the accuracy each entry reaches within it (its latest snapshot that
 fits; no interpolation).
 
 python benchmarks/study_cpu_time.py benchmarks/studies/repro_claim.yaml [--results DIR] [--out DIR]
-    [--budgets 5 10 20]
+    [--budgets 5 10 20] [--steps 10]
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def main() -> None:
     ap.add_argument("--results", help="the study's output folder (default: its output_dir)")
     ap.add_argument("--out", help="where to write (default: the results folder)")
     ap.add_argument("--budgets", nargs="+", type=float, help="CPU-minute budgets (default: every snapshot's time)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per entry, at its configured batch (10)")
     args = ap.parse_args()
     study = read_study(args.study)
     folder = Path(args.results or study.output_dir)
     results = json.loads((folder / "results.json").read_text())
-    rates = Rates()
+    rates = Rates(calls=args.steps, max_batch=None)  # the configured batch, timed over several steps
     per_image: dict[str, float] = {}  # entry -> measured seconds per pre-training image
     images: dict[str, int] = {}  # entry -> images per epoch
     for st in plan(study):
@@ -67,8 +68,9 @@ def main() -> None:
     lines = [f"# {study.name}: probe accuracy against pre-training CPU time", "",
              f"`python benchmarks/study_cpu_time.py {args.study}` on {m['cpu']}, {m['cores']} cores, torch "
              f"{m['torch']}, {m['date']}.", "",
-             "Seconds per pre-training image measured by `vitssl.study.estimate.Rates` (method steps on a batch "
-             "of up to 32 images, idle machine) x the images each snapshot had seen; accuracy: the study's mean over seeds.", "",
+             f"Seconds per pre-training image measured by `vitssl.study.estimate.Rates` ({args.steps} method steps "
+             "at each entry's configured batch after one warm-up; run on an idle machine) x the images each snapshot "
+             "had seen; accuracy: the study's mean over seeds.", "",
              "| entry | img/s | " + " | ".join(f"epochs (min): {p}" for p in protocols) + " |",
              "|---" * (2 + len(protocols)) + "|"]
     for e in entries:
@@ -90,9 +92,10 @@ def main() -> None:
     out = Path(args.out or folder)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cpu_time.md").write_text("\n".join(lines) + "\n")
-    (out / "cpu_time.json").write_text(json.dumps({"study": study.name, "machine": m, "img_per_s": {
-        e: 1 / v for e, v in per_image.items()}, "points": points, "random_init": [
-        {"entry": e, "protocol": p, "mean": m} for (e, p), m in sorted(random.items())]}, indent=2) + "\n")
+    record = {"study": study.name, "machine": m, "timed_steps": args.steps,
+              "img_per_s": {e: 1 / v for e, v in per_image.items()}, "points": points,
+              "random_init": [{"entry": e, "protocol": p, "mean": acc} for (e, p), acc in sorted(random.items())]}
+    (out / "cpu_time.json").write_text(json.dumps(record, indent=2) + "\n")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -143,3 +143,26 @@ def test_repro_summary_pairs_seeds_and_names_what_holds(tmp_path):
     assert "| blobs (K=7) beat raster | patch-raster | blobs-k7 | +26.99 | – | not measured yet |" in text
     only = "\n".join(orderings(rows, "two of them", only_measured=True))  # repro_orderings_lr: its own pairs only
     assert "random order beats raster" in only and "blobs" not in only
+
+
+def test_study_cpu_time_puts_each_snapshot_at_its_measured_cpu_minutes(tmp_path):
+    """Minutes = epochs x images per epoch x measured seconds per image; within a budget, each entry's latest
+    snapshot that fits."""
+    from tests.study.test_study import toy_study
+    from vitssl.cli.main import main
+
+    study = toy_study(tmp_path, epochs=(1, 2))
+    assert main(["study", str(study), "--quiet"]) == 0
+    res = subprocess.run([sys.executable, str(BENCHMARKS / "study_cpu_time.py"), str(study), "--steps", "1",
+                          "--out", str(tmp_path / "cpu")], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(BENCHMARKS.parent)))
+    assert res.returncode == 0, res.stderr
+    record = json.loads((tmp_path / "cpu" / "cpu_time.json").read_text())
+    rate = record["img_per_s"]["sit"]
+    points = {(p["protocol"], p["epoch"]): p for p in record["points"]}
+    assert set(points) == {("knn", 1), ("knn", 2.0), ("linear", 1), ("linear", 2.0)}
+    for (_, epoch), p in points.items():  # 128 images per epoch (batch 16)
+        assert p["cpu_minutes"] == pytest.approx(epoch * 128 / rate / 60, abs=0.01)
+    md = (tmp_path / "cpu" / "cpu_time.md").read_text()
+    assert "1 method steps at each entry's configured batch" in md and (tmp_path / "cpu" / "cpu_time.png").is_file()
+    assert record["random_init"] and record["timed_steps"] == 1

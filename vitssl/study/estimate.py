@@ -69,10 +69,13 @@ def busy_note() -> str | None:
 
 
 class Rates:
-    """Measured seconds per image, memoised per configuration."""
+    """Measured seconds per image, memoised per configuration. The plan's estimates time 2 steps on at most
+    TIMED_BATCH images (quick); a measurement that is itself a result (CPU time per method) asks for more
+    steps at the configured batch (`calls`, `max_batch=None`)."""
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", *, calls: int = 2, max_batch: int | None = TIMED_BATCH):
         self.device = torch.device(device)
+        self.calls, self.max_batch = calls, max_batch
         self.memo: dict[str, float] = {}
 
     def _memo(self, key: str, measure: Callable[[], float]) -> float:
@@ -85,12 +88,12 @@ class Rates:
     def pretrain(self, config: dict) -> float:
         """Seconds per pre-training image (one method step, forward + backward + AdamW)."""
         cfg = build_config(config)
-        batch = min(cfg.train.batch_size, TIMED_BATCH)
+        batch = min(cfg.train.batch_size, self.max_batch or cfg.train.batch_size)
         key = repr(("pretrain", config["method"], config["model"], cfg.data.image_size, batch))
 
         def measure() -> float:
             step = pretrain_step(cfg, batch, self.device)
-            return _seconds_per_call(step) / batch
+            return _seconds_per_call(step, self.calls) / batch
 
         return self._memo(key, measure)
 
@@ -112,7 +115,7 @@ class Rates:
             def fwd_bwd() -> None:
                 enc.forward_features(x).float().mean().backward()
 
-            return _seconds_per_call(fwd_bwd if backward else fwd) / TIMED_BATCH
+            return _seconds_per_call(fwd_bwd if backward else fwd, self.calls) / TIMED_BATCH
 
         return self._memo(key, measure)
 
