@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -189,3 +190,26 @@ def test_yaml_errors_name_line_and_column(tmp_path):
     bad.write_text("method:\n  name: sit\ntrain:\n  epochs: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML at line \\d+, column \\d+"):
         load_config(bad)
+
+
+def test_who_holds_a_lock(tmp_path):
+    """What a study asks before it runs a stage: held by another live process, or free to take."""
+    from vitssl.engine.runlock import held_by_another
+
+    lock = tmp_path / ".stage.claim"
+    assert not held_by_another(lock)  # none
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        host = os.uname().nodename
+        for pid, held in ((live.pid, True), (dead.pid, False), (os.getpid(), False)):  # another, gone, this one
+            lock.write_text(json.dumps({"pid": pid, "host": host, "started": "x"}))
+            assert held_by_another(lock) == held, pid
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text("")  # being written this instant: held; left so for long: garbage, free
+    assert held_by_another(lock)
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    assert not held_by_another(lock)

@@ -3,6 +3,8 @@
 Two runs started into one `output_dir` would delete each other's metrics and mix their checkpoints.
 The first holds `RUN/.lock` (its PID, host and start time); a second stops at once with one line.
 A lock left by a process that no longer runs (on this host) is taken over, with a message.
+`vitssl study` holds the same kind of lock on each stage it runs (its claim), so that two study
+processes never run one stage.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ def held_by_another(lock: Path) -> bool:
     if not lock.exists():
         return False
     _, pid, host = _owner(lock)
-    if pid is None:  # being written this instant
-        return True
+    if pid is None:  # being written this instant (or garbage, left long ago: acquire takes that over)
+        try:
+            return time.time() - lock.stat().st_mtime <= 5
+        except OSError:
+            return False
     if host != socket.gethostname():
         return True
     return pid != os.getpid() and alive(pid)
