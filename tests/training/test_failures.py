@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,7 +195,7 @@ def test_yaml_errors_name_line_and_column(tmp_path):
 
 def test_who_holds_a_lock(tmp_path):
     """What a study asks before it runs a stage: held by another live process, or free to take."""
-    from vitssl.engine.runlock import held_by_another
+    from vitssl.engine.runlock import acquire, held_by_another
 
     lock = tmp_path / ".stage.claim"
     assert not held_by_another(lock)  # none
@@ -206,6 +207,11 @@ def test_who_holds_a_lock(tmp_path):
         for pid, held in ((live.pid, True), (dead.pid, False), (os.getpid(), False)):  # another, gone, this one
             lock.write_text(json.dumps({"pid": pid, "host": host, "started": "x"}))
             assert held_by_another(lock) == held, pid
+        if Path(f"/proc/{live.pid}/stat").exists():  # a PID given to a later process (after a restart): not it
+            lock.write_text(json.dumps({"pid": live.pid, "host": host, "started": "x", "ticks": "1"}))
+            assert not held_by_another(lock)
+            assert acquire(tmp_path, lock.name, quiet=True) == lock  # taken over
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
     finally:
         live.kill()
         live.wait()

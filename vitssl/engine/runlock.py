@@ -32,6 +32,24 @@ def alive(pid: int) -> bool:
     return True
 
 
+def _boot_ticks(pid: int) -> str | None:
+    """When process `pid` started (Linux: clock ticks since boot), telling it from a later process given the
+    same PID (after a restart, say); None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _runs(owner: dict, pid: int) -> bool:
+    """Whether the process that wrote `owner` (on this host) still runs: its PID is alive and, where
+    recorded, started when it did."""
+    if not alive(pid):
+        return False
+    then, now = owner.get("ticks"), _boot_ticks(pid)
+    return then is None or now is None or then == now
+
+
 def _owner(lock: Path) -> tuple[dict, int | None, str | None]:
     try:
         owner = json.loads(lock.read_text())
@@ -44,7 +62,7 @@ def held_by_another(lock: Path) -> bool:
     """Whether `lock` is held by another process that still runs (on another host: assumed to)."""
     if not lock.exists():
         return False
-    _, pid, host = _owner(lock)
+    owner, pid, host = _owner(lock)
     if pid is None:  # being written this instant (or garbage, left long ago: acquire takes that over)
         try:
             return time.time() - lock.stat().st_mtime <= 5
@@ -52,19 +70,20 @@ def held_by_another(lock: Path) -> bool:
             return False
     if host != socket.gethostname():
         return True
-    return pid != os.getpid() and alive(pid)
+    return pid != os.getpid() and _runs(owner, pid)
 
 
 def acquire(folder: Path, name: str = LOCK, quiet: bool = False) -> Path:
     """Create `folder/name` for this process, or raise naming the process that holds it."""
     lock = folder / name
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "ticks": _boot_ticks(os.getpid())}
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner, pid, host = _owner(lock)
-            if pid is not None and host == me["host"] and not alive(pid):
+            if pid is not None and host == me["host"] and not _runs(owner, pid):
                 if not quiet:
                     print(f"note: taking over the lock of '{folder}' from process {pid}, which no longer runs",
                           file=sys.stderr)
