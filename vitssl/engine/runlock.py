@@ -21,7 +21,7 @@ from vitssl.errors import VitsslError
 LOCK = ".lock"
 
 
-def alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     """Whether process `pid` runs on this host."""
     try:
         os.kill(pid, 0)
@@ -44,7 +44,7 @@ def _boot_ticks(pid: int) -> str | None:
 def _runs(owner: dict, pid: int) -> bool:
     """Whether the process that wrote `owner` (on this host) still runs: its PID is alive and, where
     recorded, started when it did."""
-    if not alive(pid):
+    if not _alive(pid):
         return False
     then, now = owner.get("ticks"), _boot_ticks(pid)
     return then is None or now is None or then == now
