@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -346,3 +347,67 @@ def test_two_processes_running_one_study_share_its_stages(tmp_path, capsys):
     assert "0 of 14 stages to run" in capsys.readouterr().out
     rows = json.loads((tmp_path / "toy" / "results.json").read_text())["rows"]
     assert len(rows) == 12
+
+
+def test_a_lost_study_folder_is_rebuilt_from_its_results_json(tmp_path, capsys):
+    """Seeds run on another machine, or a study folder that was wiped: `--import` its results.json and
+    its finished stages count as done (kept for later runs); a record of another config, or a
+    pre-training not all of whose evaluations were imported, is run again."""
+    path = toy_study(tmp_path, seeds=[0, 1], budget={"epochs": [2]},
+                     protocols={"knn": {"knn.k": 5}, "linear": {"linear.epochs": 2}})
+    out = tmp_path / "toy"
+    assert main(["study", str(path), "--quiet", "--seeds", "1"]) == 0
+    kept = tmp_path / "kept.json"
+    kept.write_text((out / "results.json").read_text())
+    elsewhere = {(r["entry"], r["protocol"]): r["accuracy"] for r in json.loads(kept.read_text())["rows"]}
+    assert len(elsewhere) == 4
+    shutil.rmtree(out)  # the folder is lost, its results.json was kept
+
+    capsys.readouterr()
+    assert main(["study", str(path), "--dry-run", "--import", str(kept)]) == 0
+    plan = capsys.readouterr().out
+    assert "5 of 10 stages to run (5 imported: finished in another copy of the study)" in plan, plan
+    assert f"--import {kept}: 4 finished evaluation(s) of this study" in plan
+    assert not out.exists()  # a dry run writes nothing, not even the import
+
+    bad = json.loads(kept.read_text())  # one evaluation of seed 1's pre-training missing: it is trained again
+    bad["rows"] = [r for r in bad["rows"] if (r["entry"], r["protocol"]) != ("sit", "linear")]
+    (tmp_path / "partial.json").write_text(json.dumps(bad))
+    assert main(["study", str(path), "--dry-run", "--import", str(tmp_path / "partial.json")]) == 0
+    states = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()
+              if line.startswith("  sit/") or line.startswith("  random/")}
+    assert states["sit/synth/seed1/pretrain"] == "new" and states["sit/synth/seed1/knn"] == "new"
+    assert states["random/synth/seed1/knn"] == "imported"
+
+    assert main(["study", str(path), "--quiet", "--import", str(kept)]) == 0
+    assert not (out / "stages" / "sit" / "synth" / "seed1").exists()  # nothing of seed 1 ran here
+    res = json.loads((out / "results.json").read_text())
+    imported = {(r["entry"], r["protocol"]): r["accuracy"] for r in res["rows"] if r["seed"] == 1}
+    assert imported == elsewhere and all(r["imported_from"] == str(kept) for r in res["rows"] if r["seed"] == 1)
+    assert sorted((s["entry"], s["protocol"], s["seeds"]) for s in res["summary"]) == [
+        ("random", "knn", [0, 1]), ("random", "linear", [0, 1]), ("sit", "knn", [0, 1]), ("sit", "linear", [0, 1])]
+    assert "4 of these results were imported (`--import`)" in (out / "results.md").read_text()
+
+    capsys.readouterr()
+    assert main(["study", str(path), "--quiet"]) == 0  # kept in the study folder: no --import needed again
+    assert "0 of 10 stages to run (5 imported" in capsys.readouterr().out
+
+    toy_study(tmp_path, seeds=[0, 1], budget={"epochs": [2]},  # k-NN changed: its records no longer stand for it
+              protocols={"knn": {"knn.k": 3}, "linear": {"linear.epochs": 2}})
+    assert main(["study", str(path), "--dry-run", "--import", str(kept)]) == 0
+    plan = capsys.readouterr().out
+    assert f"--import {kept}: 2 finished evaluation(s) of this study; 2 of another config, not imported" in plan
+    assert "sit/synth/seed1/pretrain" in plan and " new " in plan.split("sit/synth/seed1/pretrain")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it"), ("{}", "not a study's results.json"), ("[1, 2", "not a study's results.json")])
+def test_an_import_that_is_not_a_studys_results_is_one_line(tmp_path, capsys, content, message):
+    path = toy_study(tmp_path)
+    given = tmp_path / "given.json"
+    if content is not None:
+        given.write_text(content)
+    assert main(["study", str(path), "--import", str(given)]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err) and f"--import {given}: {message}" in err, err
+    assert not (tmp_path / "toy").exists()

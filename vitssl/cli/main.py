@@ -111,7 +111,7 @@ def cmd_study(args) -> int:
 
     try:
         run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet, keep_going=args.keep_going,
-                  seeds=args.seeds, entries=args.entries)
+                  seeds=args.seeds, entries=args.entries, imports_from=args.imports)
     except StudyStopped as e:
         print(f"study stopped during stage {e}; what was done is kept: `vitssl study {args.study}` continues it",
               file=sys.stderr)
@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "OMP_NUM_THREADS=1 on a small CPU); the results hold every finished stage")
     st.add_argument("--entries", type=lambda v: [x for x in v.split(",") if x], metavar="E[,E...]",
                     help="run only these entries' stages")
+    st.add_argument("--import", dest="imports", type=Path, action="append", metavar="RESULTS.json",
+                    help="the results.json of another copy of this study (seeds run on another machine, a study "
+                         "folder that was lost): its finished stages with the same configs count as done here and "
+                         "are kept in the study folder (imported.json); a pre-training only when all its evaluations "
+                         "are imported. Repeatable")
     st.add_argument("--keep-going", action="store_true",
                     help="a stage that fails (e.g. a diverged training) is listed in results.md and the study goes "
                          "on without it and its evaluations (exit status 1 at the end); default: stop there")

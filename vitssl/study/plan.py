@@ -36,6 +36,7 @@ class Stage:
     budget: Optional[Budget] = None
     images: int = 0  # training images (an estimate's input)
     test_images: int = 0
+    imported: Optional[dict] = None  # a finished stage's record brought from another copy of the study (imports.py)
 
     @property
     def label(self) -> str:

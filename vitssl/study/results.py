@@ -34,12 +34,16 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def rows_of(stages: list[Stage], done: set[str]) -> list[dict]:
-    """One row per finished evaluation whose folder holds this study's config (`done`: their labels;
-    a folder left by another config, still to be rerun, is not reported)."""
+def rows_of(stages: list[Stage], done: dict[str, str]) -> list[dict]:
+    """One row per finished evaluation whose folder holds this study's config (`done`: label -> 'done',
+    or 'imported': the row of its record, from another copy of the study; a folder left by another
+    config, still to be rerun, is not reported)."""
     rows = []
     for st in stages:
         if st.kind == "pretrain" or st.label not in done:
+            continue
+        if done[st.label] == "imported":
+            rows.append({**st.imported["row"], "imported_from": st.imported["from"]})
             continue
         r = _read(st.folder / "results.json")
         row = {"entry": st.entry.name, "dataset": st.dataset, "seed": st.seed, "protocol": st.kind,
@@ -108,6 +112,10 @@ def markdown(study: Study, summary: list[dict], meta: dict, failed: dict[str, st
              f"Seeds: {', '.join(map(str, study.seeds))}. Stage folders under `{study.output_dir}/stages/`. "
              "Minutes: wall-clock pre-training time on this machine at the load it had (mean over seeds; – where "
              "a resumed run's earlier time is unknown).", ""]
+    if meta.get("imported"):
+        lines += [f"{meta['imported']} of these results were imported (`--import`) from "
+                        + ", ".join(f"`{f}`" for f in meta["imported_from"])
+                        + ": finished in another copy of this study, same configs (results.json rows say which).", ""]
     protocols = list(study.protocols)
     budgets = {e.name: ("random init" if e.random else (e.budget or study.budget).describe()
                         if (e.budget or study.budget) else "the config's") for e in study.entries}
@@ -201,10 +209,11 @@ def plot(study: Study, summary: list[dict], out: Path) -> list[str]:
     return written
 
 
-def write_results(study: Study, stages: list[Stage], done: set[str], failed: dict[str, str] | None = None) -> dict:
+def write_results(study: Study, stages: list[Stage], done: dict[str, str],
+                  failed: dict[str, str] | None = None) -> dict:
     """results.json, results.md, plots and configs/ (every stage's resolved config) in the study's folder,
-    from the evaluations in `done` (labels of finished stages with this study's config); `failed`: stages
-    that failed in this run (label: why), listed apart."""
+    from the evaluations in `done` (finished stages with this study's config: label -> 'done' or
+    'imported'); `failed`: stages that failed in this run (label: why), listed apart."""
     out = study.output_dir
     rows = rows_of(stages, done)
     summary = summarise(rows)
@@ -216,6 +225,9 @@ def write_results(study: Study, stages: list[Stage], done: set[str], failed: dic
     meta = {"study": study.name, "file": str(study.path), "output_dir": str(out),
             "command": f"vitssl study {study.path}",
             "machine": describe(), "seeds": study.seeds}
+    sources = sorted({r["imported_from"] for r in rows if "imported_from" in r})
+    if sources:
+        meta.update(imported=sum("imported_from" in r for r in rows), imported_from=sources)
     plots = plot(study, summary, out) if summary else []
     result = {**meta, "summary": summary, "rows": rows, "plots": plots, "failed": dict(failed or {}),
               "stages": [{"stage": s.label, "folder": str(s.folder), "key": s.key} for s in stages]}

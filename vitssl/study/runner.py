@@ -18,6 +18,7 @@ from vitssl.config.schema import from_dict, to_dict
 from vitssl.engine import runlock
 from vitssl.errors import ConfigError, VitsslError
 from vitssl.evaluation.config import EvalConfig
+from vitssl.study import imports
 from vitssl.study.estimate import Rates, busy_note, estimate
 from vitssl.study.plan import Stage, plan
 from vitssl.study.results import atomic_write, write_results
@@ -26,6 +27,8 @@ from vitssl.study.spec import Study
 STATE = "stage.json"  # in each stage folder: the config key, 'running', 'done' or 'failed', seconds
 OTHER = "other"  # the state shown for a stage left out by --seeds/--entries (another process may run it)
 BUSY = "busy"  # claimed by another process that still runs (or what it evaluates is): left to it
+IMPORTED = "imported"  # finished in another copy of the study (--import): its record stands for it
+SETTLED = ("done", IMPORTED)
 
 
 def _state(folder: Path) -> dict | None:
@@ -88,9 +91,17 @@ def _finished(stage: Stage) -> bool:
 
 def status(stage: Stage) -> str:
     """done | resume | restart | new | replace (a folder of another config, moved aside when the stage runs) |
-    busy (another process runs it, or what it evaluates)."""
+    busy (another process runs it, or what it evaluates) | imported (finished in another copy of the study;
+    an evaluation only while what it evaluates is imported too)."""
     if runlock.held_by_another(_claim_file(stage)) or (stage.source is not None and status(stage.source) == BUSY):
         return BUSY
+    how = _local_status(stage)
+    if how != "done" and stage.imported is not None and (stage.source is None or status(stage.source) == IMPORTED):
+        return IMPORTED
+    return how
+
+
+def _local_status(stage: Stage) -> str:
     state = _state(stage.folder)
     if state is None:
         if stage.folder.exists() and any(stage.folder.iterdir()):
@@ -194,8 +205,9 @@ def _run_stage(stage: Stage, how: str, progress: bool) -> None:
     _write_state(stage.folder, {"stage": stage.label, "key": stage.key, "status": "done", "seconds": seconds})
 
 
-def _done(stages: list[Stage]) -> set[str]:
-    return {s.label for s in stages if s.kind != "pretrain" and status(s) == "done"}
+def _done(stages: list[Stage]) -> dict[str, str]:
+    """The finished evaluations: label -> 'done' (its folder here) or 'imported'."""
+    return {s.label: how for s in stages if s.kind != "pretrain" and (how := status(s)) in SETTLED}
 
 
 def _clock(seconds: float) -> str:
@@ -211,11 +223,12 @@ def print_plan(study: Study, stages: list[Stage], states: list[str], estimates: 
     width = max(len(s.label) for s in stages)
     for st, how, est in zip(stages, states, estimates):
         budget = f"  ({st.budget.describe()})" if st.kind == "pretrain" and st.budget else ""
-        when = {"done": "done", OTHER: "–", BUSY: "–"}.get(how, f"~{_clock(est)}")
+        when = {"done": "done", IMPORTED: "done", OTHER: "–", BUSY: "–"}.get(how, f"~{_clock(est)}")
         print(f"  {st.label:<{width}}  {how:<8} {when:>9}{budget}")
-    todo = sum(e for e, h in zip(estimates, states) if h not in ("done", OTHER, BUSY))
-    others, busy = sum(h == OTHER for h in states), sum(h == BUSY for h in states)
-    print(f"  {sum(h not in ('done', OTHER, BUSY) for h in states)} of {len(stages)} stages to run"
+    todo = sum(e for e, h in zip(estimates, states) if h not in (*SETTLED, OTHER, BUSY))
+    others, busy, imported = (sum(h == x for h in states) for x in (OTHER, BUSY, IMPORTED))
+    print(f"  {sum(h not in (*SETTLED, OTHER, BUSY) for h in states)} of {len(stages)} stages to run"
+          + (f" ({imported} imported: finished in another copy of the study)" if imported else "")
           + (f" ({others} not selected: --seeds/--entries)" if others else "")
           + (f" ({busy} busy: another process runs them or what they evaluate)" if busy else "")
           + f", estimated {_clock(todo)} on this machine (measured step rates; data decoding and a loaded machine "
@@ -233,12 +246,15 @@ def _select(study: Study, seeds: list[int] | None, entries: list[str] | None):
 
 
 def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, keep_going: bool = False,
-              seeds: list[int] | None = None, entries: list[str] | None = None) -> dict | None:
+              seeds: list[int] | None = None, entries: list[str] | None = None,
+              imports_from: list[Path] | None = None) -> dict | None:
     """Plan (everything checked before anything runs), print the plan, run what is not done, write the
     results. Returns the results (None for a dry run). `keep_going`: a stage that fails (a diverged
     training, a bad image met while decoding) is recorded and the study goes on without it and the
     evaluations of what it trained; StagesFailed names them at the end. `seeds`, `entries`: run only
-    those stages (e.g. one process per seed, side by side); the results hold every finished stage."""
+    those stages (e.g. one process per seed, side by side); the results hold every finished stage.
+    `imports_from`: results.json files of other copies of this study whose finished stages count as done
+    here (imports.py); kept in the study folder for the next runs (not by a dry run)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("vitssl study runs in one process (its stages one after another); run it without "
                           "torchrun, or run a stage's own command under torchrun")
@@ -246,19 +262,25 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         raise ConfigError(f"study output_dir '{study.output_dir}' is a file; set output_dir in the study file")
     selected = _select(study, seeds, entries)
     stages = plan(study)
-    states = [how if how == "done" or selected(s) else OTHER for s, how in ((s, status(s)) for s in stages)]
+    records, import_lines = imports.merge(stages, imports.load(study.output_dir), list(imports_from or []))
+    imports.attach(stages, records)
+    states = [how if how in SETTLED or selected(s) else OTHER for s, how in ((s, status(s)) for s in stages)]
     load = busy_note()
     rates = Rates()
-    estimates = [0.0 if how in ("done", OTHER, BUSY) else estimate(st, rates, resume=how == "resume")
+    estimates = [0.0 if how in (*SETTLED, OTHER, BUSY) else estimate(st, rates, resume=how == "resume")
                  for st, how in zip(stages, states)]
     print_plan(study, stages, states, estimates)
+    for line in import_lines:
+        print(f"  {line}")
     if load and any(e > 0 for e in estimates):
         print(f"  note: {load}")
     if dry_run:
         return None
     study.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(study.output_dir / "study.yaml", study.path.read_text())
-    todo = [i for i, how in enumerate(states) if how not in ("done", OTHER)]  # busy ones: looked at again
+    if imports_from:
+        atomic_write(study.output_dir / imports.FILE, json.dumps(records, indent=1) + "\n")
+    todo = [i for i, how in enumerate(states) if how not in (*SETTLED, OTHER)]  # busy ones: looked at again
     started, spent, planned = time.time(), 0.0, 0.0
     failed: dict[str, str] = {}
     left_to_others: list[str] = []
@@ -271,7 +293,7 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         claim = _claim(st)  # taken before it is looked at: two processes never run one stage
         try:
             how = status(st) if claim else BUSY  # as it is now: another process may have finished it, or have it
-            if how == "done":
+            if how in SETTLED:
                 continue
             if how == BUSY:
                 left_to_others.append(st.label)
