@@ -379,6 +379,10 @@ def test_a_lost_study_folder_is_rebuilt_from_its_results_json(tmp_path, capsys):
     assert states["sit/synth/seed1/pretrain"] == "new" and states["sit/synth/seed1/knn"] == "new"
     assert states["random/synth/seed1/knn"] == "imported"
 
+    assert main(["study", str(path), "--report", "--import", str(kept)]) == 0  # the table of what is finished
+    assert not (out / "stages").exists()  # nothing ran
+    assert [s["seeds"] for s in json.loads((out / "results.json").read_text())["summary"]] == [[1]] * 4
+
     assert main(["study", str(path), "--quiet", "--import", str(kept)]) == 0
     assert not (out / "stages" / "sit" / "synth" / "seed1").exists()  # nothing of seed 1 ran here
     res = json.loads((out / "results.json").read_text())

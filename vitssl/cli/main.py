@@ -111,7 +111,8 @@ def cmd_study(args) -> int:
 
     try:
         run_study(read_study(args.study), dry_run=args.dry_run, progress=not args.quiet, keep_going=args.keep_going,
-                  seeds=args.seeds, entries=args.entries, imports_from=args.imports)
+                  seeds=args.seeds, entries=args.entries, imports_from=args.imports,
+                  report=args.report)
     except StudyStopped as e:
         print(f"study stopped during stage {e}; what was done is kept: `vitssl study {args.study}` continues it",
               file=sys.stderr)
@@ -184,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study", metavar="STUDY.yaml")
     st.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, run nothing")
     st.add_argument("--quiet", action="store_true", help="no per-stage progress bars (the study's own lines stay)")
+    st.add_argument("--report", action="store_true", help="write results.json, results.md and the plots of what is "
+                                                          "finished (and take the --import files), run nothing")
     st.add_argument("--seeds", type=_int_list, metavar="S[,S...]",
                     help="run only these seeds' stages (e.g. one process per seed side by side, each with "
                          "OMP_NUM_THREADS=1 on a small CPU); the results hold every finished stage")

@@ -247,14 +247,15 @@ def _select(study: Study, seeds: list[int] | None, entries: list[str] | None):
 
 def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, keep_going: bool = False,
               seeds: list[int] | None = None, entries: list[str] | None = None,
-              imports_from: list[Path] | None = None) -> dict | None:
+              imports_from: list[Path] | None = None, report: bool = False) -> dict | None:
     """Plan (everything checked before anything runs), print the plan, run what is not done, write the
     results. Returns the results (None for a dry run). `keep_going`: a stage that fails (a diverged
     training, a bad image met while decoding) is recorded and the study goes on without it and the
     evaluations of what it trained; StagesFailed names them at the end. `seeds`, `entries`: run only
     those stages (e.g. one process per seed, side by side); the results hold every finished stage.
     `imports_from`: results.json files of other copies of this study whose finished stages count as done
-    here (imports.py); kept in the study folder for the next runs (not by a dry run)."""
+    here (imports.py); kept in the study folder for the next runs (not by a dry run). `report`: write the
+    results of what is finished (and the imports), run nothing."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("vitssl study runs in one process (its stages one after another); run it without "
                           "torchrun, or run a stage's own command under torchrun")
@@ -280,6 +281,8 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
     atomic_write(study.output_dir / "study.yaml", study.path.read_text())
     if imports_from:
         atomic_write(study.output_dir / imports.FILE, json.dumps(records, indent=1) + "\n")
+    if report:
+        return _report(study, stages, {})
     todo = [i for i, how in enumerate(states) if how not in (*SETTLED, OTHER)]  # busy ones: looked at again
     started, spent, planned = time.time(), 0.0, 0.0
     failed: dict[str, str] = {}
@@ -321,9 +324,7 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
         print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
               file=sys.stderr, flush=True)
-    results = write_results(study, stages, _done(stages), failed)
-    print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
-          file=sys.stderr)
+    results = _report(study, stages, failed)
     pending = [st.label for st in stages if st.label in left_to_others and status(st) != "done"]  # not yet, there
     if pending:
         print(f"study: {len(pending)} stage(s) are still being run by another process ({', '.join(pending[:3])}"
@@ -331,6 +332,13 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
               "results", file=sys.stderr)
     if failed:
         raise StagesFailed(failed)
+    return results
+
+
+def _report(study: Study, stages: list[Stage], failed: dict[str, str]) -> dict:
+    results = write_results(study, stages, _done(stages), failed)
+    print(f"study: wrote {study.output_dir}/results.md, results.json and {len(results['plots'])} plots",
+          file=sys.stderr)
     return results
 
 
