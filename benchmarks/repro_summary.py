@@ -149,6 +149,14 @@ def orderings(rows: list[dict], title: str = "RandSAC's serialisations at equal 
     return lines
 
 
+def _shown(path: Path) -> str:
+    """A path as a reader can rerun it: relative to the current folder where it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--claim", type=Path, default=ROOT / "results" / "repro_claim" / "results.json")
@@ -157,9 +165,10 @@ def main() -> None:
                     help="the same orderings at RandSAC's fastest trial rate (repro_orderings_lr.yaml)")
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     args = ap.parse_args()
+    shown = {k: _shown(getattr(args, k)) for k in ("claim", "orderings", "orderings_lr")}
     lines = ["# Issue 17: the published orderings at CPU scale", "",
-             f"`python benchmarks/repro_summary.py --claim {args.claim} --orderings {args.orderings} --orderings-lr "
-             f"{args.orderings_lr}`; verdicts: "
+             f"`python benchmarks/repro_summary.py --claim {shown['claim']} --orderings {shown['orderings']} "
+             f"--orderings-lr {shown['orderings_lr']}`; verdicts: "
              f"'holds' when b beats a on every seed by more than {NOISE} points on average (the sampling std of a "
              "difference of two accuracies on 10,000 test images), 'within noise' when smaller.", ""]
 
@@ -171,7 +180,7 @@ def main() -> None:
         if path.is_file():
             lines += part(load(path)) + [""]
         else:
-            lines += [f"({path} does not exist yet)", ""]
+            lines += [f"({_shown(path)} does not exist yet)", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:
