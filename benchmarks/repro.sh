@@ -38,6 +38,8 @@ case "${1:-}" in
     for name in "${STUDIES[@]}"; do
       study "$name" --report
       out=runs/study-$name
+      python -c "import json, sys; sys.exit(not json.load(open(sys.argv[1]))['rows'])" "$out/results.json" \
+        || { echo "$name: nothing finished yet, no snapshot"; continue; }
       mkdir -p "benchmarks/results/$name"
       for f in results.json results.md bars.png epochs.png; do
         [ -f "$out/$f" ] && cp "$out/$f" "benchmarks/results/$name/$f"
