@@ -330,6 +330,31 @@ def test_a_stage_another_process_runs_is_left_to_it_never_removed(tmp_path, caps
     assert len(rows) == 6 and "another process" not in capsys.readouterr().err
 
 
+def test_the_eta_leaves_out_what_another_process_holds_and_says_when_it_is_shared(tmp_path):
+    """Two processes on one study: each one's ETA counts only the stages nobody else holds, and says what
+    it becomes when the other shares them (not twice the time the study will take)."""
+    from vitssl.study.plan import plan
+    from vitssl.study.runner import _eta
+
+    study = read_study(toy_study(tmp_path))
+    stages = plan(study)
+    everything = list(range(len(stages)))
+    estimates = [60.0] * len(stages)
+    assert _eta(study, stages, everything, estimates, 1.0) == "ETA 7m00s"
+    claim = study.output_dir / "stages" / "sit" / "synth" / "seed0" / ".pretrain.claim"
+    claim.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "now"}))
+        # the other holds sit's pre-training, and so its four evaluations: random's two are left
+        assert _eta(study, stages, everything, estimates, 1.5) == (
+            "ETA 3m00s alone, 1m30s if the 1 other process(es) running stages of this study share what is left")
+    finally:
+        other.kill()
+        other.wait()
+    assert _eta(study, stages, everything, estimates, 1.0) == "ETA 7m00s"  # its claim is dead: all are left
+
+
 def test_two_processes_running_one_study_share_its_stages(tmp_path, capsys):
     """The same command in two terminals: every stage runs once, and both end with the whole table."""
     path = toy_study(tmp_path, seeds=[0, 1])

@@ -58,19 +58,25 @@ def _owner(lock: Path) -> tuple[dict, int | None, str | None]:
         return {}, None, None
 
 
-def held_by_another(lock: Path) -> bool:
-    """Whether `lock` is held by another process that still runs (on another host: assumed to)."""
+def holder(lock: Path) -> tuple[str, int | None] | None:
+    """(host, PID) of the other process that holds `lock` and still runs (on another host: assumed to);
+    None when no other process holds it. The PID is None for a lock being written this instant."""
     if not lock.exists():
-        return False
+        return None
     owner, pid, host = _owner(lock)
     if pid is None:  # being written this instant (or garbage, left long ago: acquire takes that over)
         try:
-            return time.time() - lock.stat().st_mtime <= 5
+            return ("", None) if time.time() - lock.stat().st_mtime <= 5 else None
         except OSError:
-            return False
+            return None
     if host != socket.gethostname():
-        return True
-    return pid != os.getpid() and _runs(owner, pid)
+        return host, pid
+    return (host, pid) if pid != os.getpid() and _runs(owner, pid) else None
+
+
+def held_by_another(lock: Path) -> bool:
+    """Whether `lock` is held by another process that still runs (on another host: assumed to)."""
+    return holder(lock) is not None
 
 
 def acquire(folder: Path, name: str = LOCK, quiet: bool = False) -> Path:

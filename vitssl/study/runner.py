@@ -210,6 +210,18 @@ def _done(stages: list[Stage]) -> dict[str, str]:
     return {s.label: how for s in stages if s.kind != "pretrain" and (how := status(s)) in SETTLED}
 
 
+def _eta(study: Study, stages: list[Stage], rest: list[int], estimates: list[float], pace: float) -> str:
+    """The time left for the stages this process has still to run, as they are now: those finished or
+    held by another process meanwhile left out (`pace`: measured time over estimated time so far). Other
+    processes running this study's stages may share what is left: said with the time that would take."""
+    left = pace * sum(estimates[j] for j in rest if status(stages[j]) not in (*SETTLED, BUSY))
+    others = {h for c in (study.output_dir / "stages").rglob(".*.claim") if (h := runlock.holder(c))}
+    if not others or left == 0:
+        return f"ETA {_clock(left)}"
+    return (f"ETA {_clock(left)} alone, {_clock(left / (1 + len(others)))} if the {len(others)} other process(es) "
+            "running stages of this study share what is left")
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
@@ -321,8 +333,8 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         planned += estimates[i]
         if st.kind != "pretrain":  # the table so far, so that a long study's finished part can be read (and kept)
             write_results(study, stages, _done(stages), failed)
-        left = sum(estimates[j] for j in todo[n:]) * (spent / planned if planned > 0 else 1.0)
-        print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, ETA {_clock(left)}",
+        print(f"study: {n}/{len(todo)} stages done, {_clock(time.time() - started)} elapsed, "
+              + _eta(study, stages, todo[n:], estimates, spent / planned if planned > 0 else 1.0),
               file=sys.stderr, flush=True)
     results = _report(study, stages, failed)
     pending = [st.label for st in stages if st.label in left_to_others and status(st) != "done"]  # not yet, there
