@@ -8,7 +8,7 @@
 #   bash benchmarks/repro.sh snapshot   # results of what is finished -> benchmarks/results/STUDY/ (commit them)
 # Run from the repository root with the package installed.
 set -euo pipefail
-STUDIES=(repro_claim repro_orderings repro_orderings_lr)
+STUDIES=(repro_claim repro_orderings repro_gmml_blocks repro_orderings_lr)
 
 study() {  # study NAME [args]: one study with its committed snapshot imported
   local name=$1; shift
@@ -27,7 +27,7 @@ case "${1:-}" in
     export OMP_NUM_THREADS=1
     # the same studies in another order: the second process starts where the first is not
     setsid nohup bash "$0" stream "${STUDIES[@]}" >> runs/repro-a.log 2>&1 < /dev/null &
-    setsid nohup bash "$0" stream repro_orderings repro_orderings_lr repro_claim >> runs/repro-b.log 2>&1 < /dev/null &
+    setsid nohup bash "$0" stream repro_orderings repro_gmml_blocks repro_orderings_lr repro_claim >> runs/repro-b.log 2>&1 < /dev/null &
     echo "started; logs: runs/repro-a.log, runs/repro-b.log";;
   stream)
     shift; stream "$@";;
