@@ -9,7 +9,11 @@ CPU-minutes, and for each budget the accuracy each entry reaches within it (its 
 fits; no interpolation).
 
 python benchmarks/study_cpu_time.py benchmarks/studies/repro_claim.yaml [--results DIR] [--out DIR]
-    [--budgets 5 10 20] [--steps 10]
+    [--budgets 5 10 20] [--steps 10] [--rates cpu_time.json]
+
+`--rates` takes the rates an earlier run measured (its cpu_time.json, which names the machine and
+date) instead of measuring them again: a study that is still running keeps the machine busy, so
+measure once while it is paused and reuse the rates when its later results come in.
 """
 
 from __future__ import annotations
@@ -33,16 +37,26 @@ def main() -> None:
     ap.add_argument("--out", help="where to write (default: the results folder)")
     ap.add_argument("--budgets", nargs="+", type=float, help="CPU-minute budgets (default: every snapshot's time)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per entry, at its configured batch (10)")
+    ap.add_argument("--rates", type=Path, help="a cpu_time.json whose measured img/s to use (entries it lacks "
+                    "are measured)")
     args = ap.parse_args()
     study = read_study(args.study)
     folder = Path(args.results or study.output_dir)
     results = json.loads((folder / "results.json").read_text())
     rates = Rates(calls=args.steps, max_batch=None)  # the configured batch, timed over several steps
+    earlier = json.loads(args.rates.read_text()) if args.rates else {}
+    if earlier and earlier.get("study") != study.name:
+        sys.exit(f"--rates {args.rates} holds the rates of study '{earlier.get('study')}', not '{study.name}'")
     per_image: dict[str, float] = {}  # entry -> measured seconds per pre-training image
     images: dict[str, int] = {}  # entry -> images per epoch
+    measured_here = []
     for st in plan(study):
         if st.kind == "pretrain" and st.entry.name not in per_image:
-            per_image[st.entry.name] = rates.pretrain(st.config)
+            if st.entry.name in earlier.get("img_per_s", {}):
+                per_image[st.entry.name] = 1 / earlier["img_per_s"][st.entry.name]
+            else:
+                per_image[st.entry.name] = rates.pretrain(st.config)
+                measured_here.append(st.entry.name)
             images[st.entry.name] = st.images // st.config["train"]["batch_size"] * st.config["train"]["batch_size"]
             print(f"{st.entry.name}: {1 / per_image[st.entry.name]:.1f} img/s", file=sys.stderr)
     points = []  # (entry, protocol, epoch, minutes, mean, std, n)
@@ -65,9 +79,13 @@ def main() -> None:
 
     entries = list(per_image)
     m = describe()
+    reused = len(measured_here) < len(per_image)  # some or all rates come from --rates
+    timed = earlier.get("rates_machine", earlier.get("machine")) if reused else m  # where the rates were measured
     lines = [f"# {study.name}: probe accuracy against pre-training CPU time", "",
-             f"`python benchmarks/study_cpu_time.py {args.study}` on {m['cpu']}, {m['cores']} cores, torch "
-             f"{m['torch']}, {m['date']}.", "",
+             f"`python benchmarks/study_cpu_time.py {args.study}" + (f" --rates {args.rates}" if args.rates else "")
+             + f"`, {m['date']}; rates measured on {timed['cpu']}, {timed['cores']} cores, torch {timed['torch']}, "
+             f"{timed['date']}" + (f" (read from {args.rates}; measured now: {', '.join(measured_here) or 'none'})"
+                                  if reused else "") + ".", "",
              f"Seconds per pre-training image measured by `vitssl.study.estimate.Rates` ({args.steps} method steps "
              "at each entry's configured batch after one warm-up; run on an idle machine) x the images each snapshot "
              "had seen; accuracy: the study's mean over seeds.", "",
@@ -92,7 +110,8 @@ def main() -> None:
     out = Path(args.out or folder)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cpu_time.md").write_text("\n".join(lines) + "\n")
-    record = {"study": study.name, "machine": m, "timed_steps": args.steps,
+    record = {"study": study.name, "machine": m, "rates_machine": timed, "rates_from": str(args.rates or ""),
+              "measured_here": measured_here, "timed_steps": args.steps,
               "img_per_s": {e: 1 / v for e, v in per_image.items()}, "points": points,
               "random_init": [{"entry": e, "protocol": p, "mean": acc} for (e, p), acc in sorted(random.items())]}
     (out / "cpu_time.json").write_text(json.dumps(record, indent=2) + "\n")
