@@ -332,7 +332,8 @@ def test_a_stage_another_process_runs_is_left_to_it_never_removed(tmp_path, caps
 
 def test_the_eta_leaves_out_what_another_process_holds_and_says_when_it_is_shared(tmp_path):
     """Two processes on one study: each one's ETA counts only the stages nobody else holds, and says what
-    it becomes when the other shares them (not twice the time the study will take)."""
+    it becomes when the other shares them (not twice the time the study will take), only when the other
+    may run them (its --entries/--seeds) and never below the longest stage, which one process runs."""
     from vitssl.study.plan import plan
     from vitssl.study.runner import _eta
 
@@ -344,11 +345,26 @@ def test_the_eta_leaves_out_what_another_process_holds_and_says_when_it_is_share
     claim = study.output_dir / "stages" / "sit" / "synth" / "seed0" / ".pretrain.claim"
     claim.parent.mkdir(parents=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    holds = lambda about: claim.write_text(json.dumps(  # noqa: E731
+        {"pid": other.pid, "host": socket.gethostname(), "started": "now", "about": about}))
+    shared = "ETA 3m00s alone, 1m30s if the 1 other process(es) running this study's stages, which may run these "
     try:
-        claim.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "now"}))
         # the other holds sit's pre-training, and so its four evaluations: random's two are left
-        assert _eta(study, stages, everything, estimates, 1.5) == (
-            "ETA 3m00s alone, 1m30s if the 1 other process(es) running stages of this study share what is left")
+        holds(None)  # a process that runs every stage (or did not say)
+        assert _eta(study, stages, everything, estimates, 1.5) == shared + "too, share them"
+        holds({"seeds": None, "entries": ["random"]})
+        assert _eta(study, stages, everything, estimates, 1.5) == shared + "too, share them"
+        holds({"seeds": None, "entries": ["sit"]})  # it runs sit's stages only: it cannot share random's
+        assert _eta(study, stages, everything, estimates, 1.5) == "ETA 3m00s"
+        holds({"seeds": [1], "entries": None})  # another seed
+        assert _eta(study, stages, everything, estimates, 1.5) == "ETA 3m00s"
+        holds(None)
+        uneven = [300.0 if st.entry.name == "random" and st.kind == "knn" else 60.0 for st in stages]
+        assert _eta(study, stages, everything, uneven, 1.0) == (  # 6m00s in all, halved 3m00s: the k-NN's 5m
+            "ETA 6m00s alone, 5m00s if the 1 other process(es) running this study's stages, which may run these "
+            "too, share them")
+        last = [j for j in everything if stages[j].entry.name == "random"][-1:]  # one stage left: not shared
+        assert _eta(study, stages, last, estimates, 1.0) == "ETA 1m00s"
     finally:
         other.kill()
         other.wait()

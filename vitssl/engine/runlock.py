@@ -58,20 +58,21 @@ def _owner(lock: Path) -> tuple[dict, int | None, str | None]:
         return {}, None, None
 
 
-def holder(lock: Path) -> tuple[str, int | None] | None:
-    """(host, PID) of the other process that holds `lock` and still runs (on another host: assumed to);
-    None when no other process holds it. The PID is None for a lock being written this instant."""
+def holder(lock: Path) -> dict | None:
+    """What the other process that holds `lock` and still runs (on another host: assumed to) wrote in it
+    (`pid`, `host`, and what it was given to `acquire` as `about`); None when no other process holds it.
+    An empty dict for a lock being written this instant."""
     if not lock.exists():
         return None
     owner, pid, host = _owner(lock)
     if pid is None:  # being written this instant (or garbage, left long ago: acquire takes that over)
         try:
-            return ("", None) if time.time() - lock.stat().st_mtime <= 5 else None
+            return {} if time.time() - lock.stat().st_mtime <= 5 else None
         except OSError:
             return None
     if host != socket.gethostname():
-        return host, pid
-    return (host, pid) if pid != os.getpid() and _runs(owner, pid) else None
+        return owner
+    return owner if pid != os.getpid() and _runs(owner, pid) else None
 
 
 def held_by_another(lock: Path) -> bool:
@@ -79,11 +80,12 @@ def held_by_another(lock: Path) -> bool:
     return holder(lock) is not None
 
 
-def acquire(folder: Path, name: str = LOCK, quiet: bool = False) -> Path:
-    """Create `folder/name` for this process, or raise naming the process that holds it."""
+def acquire(folder: Path, name: str = LOCK, quiet: bool = False, about: dict | None = None) -> Path:
+    """Create `folder/name` for this process, or raise naming the process that holds it. `about`: what
+    other processes may read of this one (`holder`), e.g. which of a study's stages it runs."""
     lock = folder / name
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-          "ticks": _boot_ticks(os.getpid())}
+          "ticks": _boot_ticks(os.getpid()), "about": about}
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -51,12 +51,14 @@ def _claim_file(stage: Stage) -> Path:
     return stage.folder.parent / f".{stage.folder.name}.claim"
 
 
-def _claim(stage: Stage) -> Path | None:
-    """Take the stage for this process, atomically; None when another live process has it."""
+def _claim(stage: Stage, about: dict | None = None) -> Path | None:
+    """Take the stage for this process, atomically; None when another live process has it. `about`: the
+    --seeds/--entries this process runs, for the others' ETA."""
     stage.folder.parent.mkdir(parents=True, exist_ok=True)
     claim = _claim_file(stage)
     try:
-        return runlock.acquire(claim.parent, claim.name, quiet=True)  # a dead process's claim is taken over
+        # a dead process's claim is taken over
+        return runlock.acquire(claim.parent, claim.name, quiet=True, about=about)
     except VitsslError:
         return None
 
@@ -213,13 +215,27 @@ def _done(stages: list[Stage]) -> dict[str, str]:
 def _eta(study: Study, stages: list[Stage], rest: list[int], estimates: list[float], pace: float) -> str:
     """The time left for the stages this process has still to run, as they are now: those finished or
     held by another process meanwhile left out (`pace`: measured time over estimated time so far). Other
-    processes running this study's stages may share what is left: said with the time that would take."""
-    left = pace * sum(estimates[j] for j in rest if status(stages[j]) not in (*SETTLED, BUSY))
-    others = {h for c in (study.output_dir / "stages").rglob(".*.claim") if (h := runlock.holder(c))}
-    if not others or left == 0:
-        return f"ETA {_clock(left)}"
-    return (f"ETA {_clock(left)} alone, {_clock(left / (1 + len(others)))} if the {len(others)} other process(es) "
-            "running stages of this study share what is left")
+    processes running this study whose --entries/--seeds take in some of those stages may share them:
+    said with the time that would take (never less than the longest stage left, which one process runs)."""
+    rest = [j for j in rest if status(stages[j]) not in (*SETTLED, BUSY)]
+    left = [pace * estimates[j] for j in rest]
+    held = (runlock.holder(c) for c in (study.output_dir / "stages").rglob(".*.claim"))
+    others = {(h.get("host"), h.get("pid")): h.get("about") for h in held if h}  # one per process
+    sharers = sum(any(_selects(about, stages[j]) for j in rest) for about in others.values())
+    if not sharers or len(left) < 2:
+        return f"ETA {_clock(sum(left))}"
+    shared = max(max(left), sum(left) / (1 + sharers))
+    return (f"ETA {_clock(sum(left))} alone, {_clock(shared)} if the {sharers} other process(es) running this "
+            "study's stages, which may run these too, share them")
+
+
+def _selects(about: dict | None, stage: Stage) -> bool:
+    """Whether a process whose claim says `about` (its --seeds/--entries) may run `stage`: one that did not
+    say may run any."""
+    if not isinstance(about, dict):
+        return True
+    seeds, entries = about.get("seeds"), about.get("entries")
+    return (seeds is None or stage.seed in seeds) and (entries is None or stage.entry.name in entries)
 
 
 def _clock(seconds: float) -> str:
@@ -305,7 +321,8 @@ def run_study(study: Study, *, dry_run: bool = False, progress: bool = True, kee
         if st.source is not None and st.source.label in failed:
             failed[st.label] = f"skipped: {st.source.label} failed"
             continue
-        claim = _claim(st)  # taken before it is looked at: two processes never run one stage
+        # taken before it is looked at: two processes never run one stage
+        claim = _claim(st, {"seeds": seeds, "entries": entries})
         try:
             how = status(st) if claim else BUSY  # as it is now: another process may have finished it, or have it
             if how in SETTLED:
