@@ -19,7 +19,9 @@ from vitssl.methods import registry
 from vitssl.models.vit import encoder_from_config
 from vitssl.study.plan import Stage
 
-TIMED_BATCH = 32  # timed on batches of at most this many images, per image after that
+TIMED_BATCH = 32  # a slow step is timed on batches of at most this many images, per image after that
+QUICK_S = 5.0  # a step that would take at most this long at the configured batch (scaled from the small batch, an
+# upper bound) is timed at that batch
 
 
 def _seconds_per_call(fn: Callable[[], None], calls: int = 2) -> float:
@@ -70,8 +72,11 @@ def busy_note() -> str | None:
 
 class Rates:
     """Measured seconds per image, memoised per configuration. The plan's estimates time 2 steps on at most
-    TIMED_BATCH images (quick); a measurement that is itself a result (CPU time per method) asks for more
-    steps at the configured batch (`calls`, `max_batch=None`)."""
+    TIMED_BATCH images, then, where a step at the configured batch would take at most QUICK_S, 2 steps at
+    that batch: a small model's step has fixed costs (optimiser, augmentation, launches) that a smaller batch
+    would spread over fewer images, overstating its time per image (MoCo v3 on the width-128 ViT at 32 px of
+    repro_claim.yaml: 1.5 times at 32 images against its batch of 64). A measurement that is itself a result (CPU time per method) asks for more steps at the
+    configured batch (`calls`, `max_batch=None`)."""
 
     def __init__(self, device: str = "cpu", *, calls: int = 2, max_batch: int | None = TIMED_BATCH):
         self.device = torch.device(device)
@@ -85,37 +90,45 @@ class Rates:
                 self.memo[key] = measure()
         return self.memo[key]
 
+    def _per_image(self, make: Callable[[int], Callable[[], None]], batch: int) -> float:
+        """Seconds per image of the step `make(b)` builds for b images, run at `batch` images."""
+        small = min(batch, self.max_batch or batch)
+        per_image = _seconds_per_call(make(small), self.calls) / small
+        if small < batch and per_image * batch <= QUICK_S:
+            per_image = _seconds_per_call(make(batch), self.calls) / batch
+        return per_image
+
     def pretrain(self, config: dict) -> float:
         """Seconds per pre-training image (one method step, forward + backward + AdamW)."""
         cfg = build_config(config)
-        batch = min(cfg.train.batch_size, self.max_batch or cfg.train.batch_size)
+        batch = cfg.train.batch_size // cfg.train.accum_steps  # images per forward pass (one process)
         key = repr(("pretrain", config["method"], config["model"], cfg.data.image_size, batch))
+        return self._memo(key, lambda: self._per_image(lambda b: pretrain_step(cfg, b, self.device), batch))
 
-        def measure() -> float:
-            step = pretrain_step(cfg, batch, self.device)
-            return _seconds_per_call(step, self.calls) / batch
-
-        return self._memo(key, measure)
-
-    def encoder(self, model: dict, image_size: int, backward: bool) -> float:
-        """Seconds per image through the encoder: inference (features) or training (fine-tuning)."""
-        key = repr(("encoder", model, image_size, backward))
+    def encoder(self, model: dict, image_size: int, backward: bool, batch: int) -> float:
+        """Seconds per image through the encoder, `batch` images a pass: inference (features) or training
+        (fine-tuning)."""
+        key = repr(("encoder", model, image_size, backward, batch))
 
         def measure() -> float:
             from vitssl.config.schema import from_dict
             from vitssl.config.sections import ModelConfig
 
             enc = encoder_from_config(from_dict(ModelConfig, model, "model"), image_size).to(self.device)
-            x = torch.randn(TIMED_BATCH, 3, image_size, image_size, device=self.device)
 
-            def fwd() -> None:
-                with torch.no_grad():
-                    enc.forward_features(x)
+            def make(b: int) -> Callable[[], None]:
+                x = torch.randn(b, 3, image_size, image_size, device=self.device)  # (B, 3, H, W)
 
-            def fwd_bwd() -> None:
-                enc.forward_features(x).float().mean().backward()
+                def fwd() -> None:
+                    with torch.no_grad():
+                        enc.forward_features(x)
 
-            return _seconds_per_call(fwd_bwd if backward else fwd, self.calls) / TIMED_BATCH
+                def fwd_bwd() -> None:
+                    enc.forward_features(x).float().mean().backward()
+
+                return fwd_bwd if backward else fwd
+
+            return self._per_image(make, batch)
 
         return self._memo(key, measure)
 
@@ -144,10 +157,11 @@ def estimate(stage: Stage, rates: Rates, resume: bool = False) -> float:
             steps = max(0, steps - _done_steps(stage))
         return steps * c["train"]["batch_size"] * rates.pretrain(c)
     model, size = stage.source.config["model"] if stage.source else c["model"], c["data"]["image_size"]
-    infer = rates.encoder(model, size, backward=False)
+    infer = rates.encoder(model, size, backward=False, batch=c["features"]["batch_size"])
     if stage.kind == "finetune":
         f = c["finetune"]
-        train = f["epochs"] * stage.images * rates.encoder(model, size, backward=True)
+        chunk = max(1, f["batch_size"] // f.get("accum_steps", 1))  # images per forward pass
+        train = f["epochs"] * stage.images * rates.encoder(model, size, backward=True, batch=chunk)
         if f.get("max_minutes"):
             train = min(train, f["max_minutes"] * 60)
         tests = max(1, f["epochs"] // max(1, f.get("eval_every") or 1))
