@@ -75,8 +75,8 @@ class Rates:
     TIMED_BATCH images, then, where a step at the configured batch would take at most QUICK_S, 2 steps at
     that batch: a small model's step has fixed costs (optimiser, augmentation, launches) that a smaller batch
     would spread over fewer images, overstating its time per image (MoCo v3 on the width-128 ViT at 32 px of
-    repro_claim.yaml: 1.5 times at 32 images against its batch of 64). A measurement that is itself a result (CPU time per method) asks for more steps at the
-    configured batch (`calls`, `max_batch=None`)."""
+    repro_claim.yaml: 1.5 times at 32 images against its batch of 64). A measurement that is itself a result
+    (CPU time per method) asks for more steps at the configured batch (`calls`, `max_batch=None`)."""
 
     def __init__(self, device: str = "cpu", *, calls: int = 2, max_batch: int | None = TIMED_BATCH):
         self.device = torch.device(device)
