@@ -1,4 +1,4 @@
-"""Momentum (EMA) teachers and InfoNCE with keys from every process: SiT today, MoCo v3 and DINO next."""
+"""Momentum (EMA) teachers and InfoNCE with keys from every process: SiT, MoCo v3 and DINO."""
 
 from __future__ import annotations
 
@@ -43,6 +43,29 @@ def momentum_step(teachers: list[nn.Module], students: list[nn.Module], step: in
     m = teacher_momentum(step, total, start, end)
     ema_update([p for t in teachers for p in t.parameters()], [p for s in students for p in s.parameters()], m)
     return m
+
+
+class MomentumTeacher:
+    """Mixin for a `Method` with an EMA teacher: `teacher_encoder` and `teacher_head` follow the encoder and
+    one student head, moved after every optimiser step at the cosine momentum `cfg.momentum` ->
+    `cfg.momentum_end`. The attribute names are the checkpoints' (`teacher_encoder.*`, `teacher_head.*`)."""
+
+    def add_teacher(self, head: str) -> None:
+        """Frozen copies of `self.encoder` and of the student head named `head` (an attribute name: the head
+        is looked up, not stored again, so it is not registered twice)."""
+        self._student_head = head
+        self.teacher_encoder, self.teacher_head = frozen_copy(self.encoder), frozen_copy(getattr(self, head))
+        self.momentum = self.cfg.momentum  # the momentum of the last step, for a reader of the module
+
+    def teacher_parameters(self) -> list[torch.Tensor]:
+        return list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
+        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, getattr(self, self._student_head)]
+        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
+                                          self.cfg.momentum_end)
+        return {"momentum": m}
 
 
 def info_nce(query: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from vitssl import distributed as dist
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import frozen_copy, momentum_step
+from vitssl.methods.common.momentum import MomentumTeacher
 from vitssl.methods.dino.config import DINOConfig
 from vitssl.methods.dino.head import DINOHead
 from vitssl.models.vit import VisionTransformer
@@ -30,7 +30,7 @@ def teacher_temperature(progress: float, cfg: DINOConfig) -> float:
     return cfg.teacher_temp + (cfg.teacher_temp_end - cfg.teacher_temp) * progress / cfg.teacher_temp_warmup
 
 
-class DINO(Method):
+class DINO(MomentumTeacher, Method):
     name = "dino"
     summary = "DINO baseline: self-distillation with a momentum teacher, multi-crop, centring and sharpening"
     Config = DINOConfig
@@ -45,7 +45,7 @@ class DINO(Method):
         self.head = DINOHead(in_dim=encoder.embed_dim, out_dim=cfg.out_dim, hidden_dim=cfg.hidden_dim,
                              bottleneck_dim=cfg.bottleneck_dim, num_layers=cfg.head_layers,
                              norm_last_layer=cfg.norm_last_layer)
-        self.teacher_encoder, self.teacher_head = frozen_copy(encoder), frozen_copy(self.head)
+        self.add_teacher("head")
         size = cfg.resolved_local_size(encoder.grid_size[0] * encoder.patch_size, encoder.patch_size)
         local = dataclasses.replace(augment.cfg, crop_scale=tuple(cfg.local_scale), blur_p=(0.5, 0.5),
                                     solarize_p=(0.0, 0.0))
@@ -53,10 +53,6 @@ class DINO(Method):
                                      std=augment.std.flatten().tolist())
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))  # checkpointed: resume is exact
         self.register_buffer("progress", torch.zeros(()))  # step / total steps, set after every step
-        self.momentum = cfg.momentum
-
-    def teacher_parameters(self) -> list[torch.Tensor]:
-        return list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
 
     def views(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """uint8 (B, 3, S, S) -> (2 global views (B, 3, S, S), local views (B, 3, s, s)), normalised."""
@@ -97,11 +93,9 @@ class DINO(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.head]
-        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
-                                          self.cfg.momentum_end)
+        logged = super().after_step(step, total_steps)
         self.progress.fill_(step / max(total_steps, 1))
-        return {"momentum": m}
+        return logged
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

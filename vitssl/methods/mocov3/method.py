@@ -11,13 +11,13 @@ import torch
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import frozen_copy, info_nce, momentum_step
+from vitssl.methods.common.momentum import MomentumTeacher, info_nce
 from vitssl.methods.mocov3.config import MoCoV3Config
 from vitssl.models.heads import ProjectionHead
 from vitssl.models.vit import VisionTransformer
 
 
-class MoCoV3(Method):
+class MoCoV3(MomentumTeacher, Method):
     name = "mocov3"
     summary = "MoCo v3 baseline: momentum-contrastive learning with a predictor (ViT recipe)"
     Config = MoCoV3Config
@@ -36,11 +36,7 @@ class MoCoV3(Method):
                                         num_layers=cfg.pred_layers, activations=relu, last_bn=False)
         if cfg.freeze_patch_embed:
             encoder.patch_embed.requires_grad_(False)
-        self.teacher_encoder, self.teacher_head = frozen_copy(encoder), frozen_copy(self.proj_head)
-        self.momentum = cfg.momentum
-
-    def teacher_parameters(self) -> list[torch.Tensor]:
-        return list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
+        self.add_teacher("proj_head")
 
     def query(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) normalised view -> (B, proj_dim) student query."""
@@ -60,13 +56,6 @@ class MoCoV3(Method):
         k1, k2 = self.key(x1), self.key(x2)
         tau = self.cfg.temperature
         return {"loss": info_nce(q1, k2, tau) + info_nce(q2, k1, tau)}
-
-    @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.proj_head]
-        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
-                                          self.cfg.momentum_end)
-        return {"momentum": m}
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,14 +11,14 @@ import torch
 
 from vitssl.data.augment import Augment
 from vitssl.methods.base import Method
-from vitssl.methods.common.momentum import frozen_copy, info_nce, momentum_step
+from vitssl.methods.common.momentum import MomentumTeacher, info_nce
 from vitssl.methods.sit.config import GMMLConfig, SiTConfig
 from vitssl.methods.sit.corruption import gmml_corrupt
 from vitssl.models.heads import PixelHead, ProjectionHead
 from vitssl.models.vit import VisionTransformer
 
 
-class SiT(Method):
+class SiT(MomentumTeacher, Method):
     name = "sit"
     summary = "SiT: GMML reconstruction + momentum contrastive learning"
     Config = SiTConfig
@@ -32,11 +32,7 @@ class SiT(Method):
         if self.contrastive:
             self.proj_head = ProjectionHead(in_dim=encoder.embed_dim, hidden_dim=cfg.proj_hidden, out_dim=cfg.proj_dim,
                                             num_layers=cfg.proj_layers, activations=cfg.proj_act)
-            self.teacher_encoder, self.teacher_head = frozen_copy(encoder), frozen_copy(self.proj_head)
-        self.momentum = cfg.momentum
-
-    def teacher_parameters(self):
-        return list(self.teacher_encoder.parameters()) + list(self.teacher_head.parameters())
+            self.add_teacher("proj_head")
 
     def corrupt(self, views: torch.Tensor):
         c = self.cfg
@@ -104,12 +100,7 @@ class SiT(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        if not self.contrastive:
-            return {}
-        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, self.proj_head]
-        self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
-                                          self.cfg.momentum_end)
-        return {"momentum": m}
+        return super().after_step(step, total_steps) if self.contrastive else {}  # pure GMML has no teacher
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
