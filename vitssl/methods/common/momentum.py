@@ -62,7 +62,8 @@ class MomentumTeacher:
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
-        teachers, students = [self.teacher_encoder, self.teacher_head], [self.encoder, getattr(self, self._student_head)]
+        students = [self.encoder, getattr(self, self._student_head)]
+        teachers = [self.teacher_encoder, self.teacher_head]
         self.momentum = m = momentum_step(teachers, students, step, total_steps, self.cfg.momentum,
                                           self.cfg.momentum_end)
         return {"momentum": m}
